@@ -1,0 +1,242 @@
+"""Sessions: submit pipelines to an engine and follow them to the end.
+
+``AsyncSession`` does the work; ``diracx.api.sync.Session`` offers the same
+calls to code that is not async.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from diracx.api.engine import ensure_engine
+from diracx.api.instantiate import Instantiated, instantiate
+from diracx.api.realization import AsyncRealization
+from diracx.client import AsyncDiracxClient
+from diracx.core.exceptions import DiracxError
+from diracx.core.models import JobEvent, JobInfo, Metadata, PipelineInfo, StageInfo
+from diracx.core.settings import ClientSettings
+from diracx.core.store import LocalStore
+from diracx.core.tree import Tree
+
+UPLOAD_CONCURRENCY = 8
+EVENTS_WAIT = 10.0  # seconds one long-poll may wait for news
+LOG_TAIL_LINES = 20
+
+
+class PipelineFailedError(DiracxError):
+    """A stage failed; the message names it and ends with the tail of its log."""
+
+    def __init__(self, message: str, result: PipelineResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class Progress:
+    """Receives what happens to a pipeline; the CLI draws it. Methods do nothing here."""
+
+    def instantiated(self, inst: Instantiated) -> None: ...
+
+    def uploading(self, blobs: int, size: int) -> None: ...
+
+    def submitted(self, pipeline: PipelineInfo) -> None: ...
+
+    def event(self, event: JobEvent) -> None: ...
+
+
+@dataclass
+class PipelineResult:
+    """How a pipeline ended, stage by stage."""
+
+    pipeline: PipelineInfo
+    targets: list[str]
+    failures: dict[str, str] = field(default_factory=dict)  # stage name -> reason and log tail
+
+    @property
+    def ok(self) -> bool:
+        return self.pipeline.status == "Done"
+
+    @property
+    def stages(self) -> list[StageInfo]:
+        return self.pipeline.stages
+
+    def built(self) -> list[StageInfo]:
+        return [s for s in self.stages if not s.cached and s.status == "Done"]
+
+    def cached(self) -> list[StageInfo]:
+        return [s for s in self.stages if s.cached]
+
+    def failed(self) -> list[StageInfo]:
+        return [s for s in self.stages if s.status in ("Failed", "Killed")]
+
+    def summary(self) -> dict[str, Any]:
+        def names(stages: Iterable[StageInfo]) -> list[str]:
+            return sorted(s.name for s in stages)
+
+        return {
+            "pipeline_id": self.pipeline.id,
+            "status": self.pipeline.status,
+            "built": names(self.built()),
+            "cached": names(self.cached()),
+            "failed": names(self.failed()),
+            "failures": self.failures,
+            "targets": {
+                s.name: {"dref": s.dref, "rref": s.rref, "output": s.output}
+                for s in self.stages
+                if s.dref in self.targets
+            },
+        }
+
+
+class AsyncSession:
+    """A connection to an engine: the service at DIRACX_URL, or the embedded one."""
+
+    def __init__(self, client: AsyncDiracxClient, cache: LocalStore) -> None:
+        self.client = client
+        self.cache = cache  # blobs downloaded from the engine, verified
+        self._trees: dict[str, Tree] = {}
+
+    @classmethod
+    async def open(cls, url: str | None = None, token: str | None = None) -> AsyncSession:
+        settings = ClientSettings()
+        url = url or settings.url
+        if url is None:
+            engine = await asyncio.to_thread(ensure_engine, settings.data_dir)
+            url, token = engine.url, engine.token
+        elif token is None and settings.token is not None:
+            token = settings.token.get_secret_value()
+        return cls(AsyncDiracxClient(url, token), LocalStore(settings.data_dir / "cache"))
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def __aenter__(self) -> AsyncSession:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- running pipelines -----------------------------------------------------------
+
+    async def run(
+        self, targets: Any, progress: Progress | None = None
+    ) -> tuple[Instantiated, PipelineResult]:
+        """Instantiate, upload what the engine lacks, submit, and follow to the end."""
+        progress = progress or Progress()
+        inst = instantiate(targets)
+        progress.instantiated(inst)
+        await self._upload(inst, progress)
+        pipeline = await self.client.submit_pipeline(inst.submission)
+        progress.submitted(pipeline)
+        if pipeline.status == "Running":
+            pipeline = await self._follow(pipeline.id, progress)
+        result = PipelineResult(pipeline=pipeline, targets=inst.targets)
+        for stage in result.failed():
+            result.failures[stage.name] = await self._failure_report(stage)
+        return inst, result
+
+    async def realize(self, targets: Any, progress: Progress | None = None) -> Any:
+        """Realize *targets* (a stage, a list or a dict of stages); return their realizations
+        in the same shape. Raises PipelineFailedError if a stage failed."""
+        inst, result = await self.run(targets, progress)
+        if not result.ok:
+            raise PipelineFailedError(failure_message(result), result)
+        by_dref = {s.dref: s for s in result.stages}
+        realizations = {
+            d: AsyncRealization(self, rref=s.rref or "", dref=d, name=s.name, output=s.output or "")
+            for d, s in by_dref.items()
+            if d in inst.targets
+        }
+        return inst.arrange(realizations)
+
+    async def _upload(self, inst: Instantiated, progress: Progress) -> None:
+        if not inst.uploads:
+            return
+        missing = await self.client.missing_blobs(list(inst.uploads))
+        if not missing:
+            return
+        progress.uploading(len(missing), sum(inst.upload_size(d) for d in missing))
+        limit = asyncio.Semaphore(UPLOAD_CONCURRENCY)
+
+        async def upload(digest: str) -> None:
+            async with limit:
+                await self.client.upload_blob(digest, inst.uploads[digest])
+
+        await asyncio.gather(*(upload(d) for d in missing))
+
+    async def _follow(self, pipeline_id: int, progress: Progress) -> PipelineInfo:
+        after = 0
+        while True:
+            batch = await self.client.pipeline_events(pipeline_id, after=after, wait=EVENTS_WAIT)
+            for event in batch.events:
+                progress.event(event)
+            after = batch.last_event_id
+            if batch.finished:
+                return await self.client.get_pipeline(pipeline_id)
+
+    async def _failure_report(self, stage: StageInfo) -> str:
+        reason = stage.minor_status or "failed"
+        if stage.job_id is None:
+            return reason
+        job = await self.client.get_job(stage.job_id)
+        if job.log is None:
+            return reason
+        tail = (
+            (await self.fetch_blob(job.log)).decode(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+        )
+        return reason + "\n" + "\n".join(tail)
+
+    # -- reading results -------------------------------------------------------------
+
+    async def pipeline(self, pipeline_id: int) -> PipelineInfo:
+        return await self.client.get_pipeline(pipeline_id)
+
+    async def job(self, job_id: int) -> JobInfo:
+        return await self.client.get_job(job_id)
+
+    async def server_metadata(self) -> Metadata:
+        return await self.client.metadata()
+
+    async def realization(self, rref: str) -> AsyncRealization:
+        info = await self.client.get_realization(rref)
+        return AsyncRealization(
+            self, rref=info.rref, dref=info.dref, name=info.name, output=info.output
+        )
+
+    async def job_log(self, job_id: int) -> str:
+        job = await self.client.get_job(job_id)
+        return "" if job.log is None else (await self.fetch_blob(job.log)).decode(errors="replace")
+
+    async def fetch_blob(self, digest: str) -> bytes:
+        await self.fetch_blobs([digest])
+        return self.cache.read_bytes(digest)
+
+    async def fetch_blobs(self, digests: Iterable[str]) -> None:
+        """Download into the local cache the blobs it does not have yet (verified)."""
+        missing = self.cache.missing(digests)
+        limit = asyncio.Semaphore(UPLOAD_CONCURRENCY)
+
+        async def fetch(digest: str) -> None:
+            async with limit:
+                await self.client.download_blob(digest, self.cache)
+
+        await asyncio.gather(*(fetch(d) for d in missing))
+
+    async def fetch_tree(self, digest: str) -> Tree:
+        if digest not in self._trees:
+            self._trees[digest] = Tree.from_bytes(await self.fetch_blob(digest))
+        return self._trees[digest]
+
+
+def failure_message(result: PipelineResult) -> str:
+    lines = [f"pipeline {result.pipeline.id} failed:"]
+    for name, report in result.failures.items():
+        lines.append(f"--- stage {name}: {report}")
+    return "\n".join(lines)
+
+
+async def aconnect(url: str | None = None, token: str | None = None) -> AsyncSession:
+    """Open a session: ``async with await aconnect() as s`` or ``s = await aconnect()``."""
+    return await AsyncSession.open(url, token)

@@ -1,0 +1,1 @@
+"""``dirac``: the DiracX command line."""

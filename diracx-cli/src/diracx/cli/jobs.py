@@ -1,0 +1,41 @@
+"""``dirac jobs``: inspect jobs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from diracx.cli._common import console, print_json, session
+
+app = typer.Typer(help="Inspect jobs (one build of one derivation each).", no_args_is_help=True)
+
+
+@app.command("show")
+def show(
+    job_id: Annotated[int, typer.Argument(help="the job's id")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    log: Annotated[bool, typer.Option("--log", help="print the build log too")] = False,
+) -> None:
+    """A job with its status history."""
+    with session() as s:
+        job = s.job(job_id)
+        text = s.job_log(job_id) if log else None
+    if as_json:
+        print_json(job.model_dump(mode="json") | ({"log_text": text} if log else {}))
+        return
+    console.print(
+        f"[bold]job {job.id}[/] {job.name}: {job.status} ({job.minor_status})", highlight=False
+    )
+    console.print(f"derivation {job.dref}\npipeline {job.pipeline_id}, attempt {job.attempt}")
+    if job.rref:
+        console.print(f"realization {job.rref}")
+    table = Table("time", "status", "minor status", "source")
+    for h in job.history:
+        table.add_row(
+            h.timestamp.isoformat(timespec="milliseconds"), h.status, h.minor_status, h.source
+        )
+    console.print(table)
+    if text is not None:
+        console.print(text, highlight=False, markup=False)

@@ -1,0 +1,47 @@
+"""Celery settings shared by the service (which sends) and the workers (which consume).
+
+Only plain data here: core does not import Celery. The embedded default uses
+kombu's filesystem transport, which needs no broker server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from diracx.core.settings import ServiceSettings
+
+REALIZE_TASK = "diracx.realize"
+# Jobs per "realize" message: big enough to batch claims, small enough to spread over workers.
+REALIZE_BATCH = 32
+
+
+def celery_config(settings: ServiceSettings) -> dict[str, Any]:
+    url = settings.resolved_broker_url()
+    config: dict[str, Any] = {
+        "broker_url": url,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_ignore_result": True,
+        "worker_prefetch_multiplier": 1,
+        "task_acks_late": True,
+        "worker_hijack_root_logger": False,
+        "broker_connection_retry_on_startup": True,
+        "worker_enable_remote_control": False,
+        "worker_send_task_events": False,
+    }
+    if url.startswith("filesystem://"):
+        queue_dir = settings.broker_dir / "queue"
+        config["broker_transport_options"] = {
+            "data_folder_in": str(queue_dir),
+            "data_folder_out": str(queue_dir),
+            "processed_folder": str(settings.broker_dir / "processed"),
+            "store_processed": False,
+            "polling_interval": 0.02,
+        }
+    return config
+
+
+def ensure_broker_dirs(settings: ServiceSettings) -> None:
+    if settings.resolved_broker_url().startswith("filesystem://"):
+        (settings.broker_dir / "queue").mkdir(parents=True, exist_ok=True)
+        (settings.broker_dir / "processed").mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,205 @@
+"""Derivations (what to build) and realizations (what was built), and their identities.
+
+A derivation's identity, its DRef, is the SHA-256 of its canonical JSON: name,
+builder, config, the DRefs or tree digests of its inputs, and its matcher.
+Changing anything upstream changes every DRef downstream (a Merkle DAG).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from diracx.core.builders import BuilderSpec, parse_builder
+from diracx.core.canonical import canonical_json, check_is_digest, digest_of
+from diracx.core.exceptions import InvalidPipelineError
+
+# \Z, not $: "$" also matches before a trailing newline
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+INPUT_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
+
+Digest = Annotated[str, AfterValidator(check_is_digest)]
+DRef = Digest  # the digest of a derivation
+RRef = Digest  # the digest of a realization
+
+
+class DrvInput(BaseModel):
+    """An input that is another derivation's output."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    drv: DRef
+
+
+class TreeInput(BaseModel):
+    """An input that is a tree already in the store (host files, an earlier result)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    tree: Digest
+
+
+Input = DrvInput | TreeInput
+
+
+class Matcher(BaseModel):
+    """Which realizations of a derivation count. ``only``: deterministic, at most one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["only"] = "only"
+
+
+class Derivation(BaseModel):
+    """What to build: the node of a pipeline, as sent by a client and stored by the server."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    builder: dict[str, Any]
+    config: dict[str, Any] = {}
+    inputs: dict[str, Input] = {}
+    matcher: Matcher = Matcher()
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, name: str) -> str:
+        if not NAME_RE.match(name):
+            raise ValueError(
+                f"stage name {name!r} must be 1-128 letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit"
+            )
+        return name
+
+    @field_validator("inputs")
+    @classmethod
+    def _check_inputs(cls, inputs: dict[str, Input]) -> dict[str, Input]:
+        for name in inputs:
+            if not INPUT_NAME_RE.match(name):
+                raise ValueError(f"input name {name!r} must be a Python-style identifier")
+        return inputs
+
+    @field_validator("config")
+    @classmethod
+    def _check_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        try:
+            canonical_json(config)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"config must be plain JSON (no NaN, no objects): {exc}") from None
+        return config
+
+    @model_validator(mode="after")
+    def _check_builder(self) -> Derivation:
+        try:
+            self.builder_spec()
+        except InvalidPipelineError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    def builder_spec(self) -> BuilderSpec:
+        return parse_builder(self.builder)
+
+    def body(self) -> dict[str, Any]:
+        """The canonical document hashed into the DRef; defaults are left out so that
+        adding an optional field later does not change existing identities."""
+        return {
+            "name": self.name,
+            "builder": self.builder_spec().model_dump(mode="json", exclude_defaults=True)
+            | {"executor": self.builder["executor"]},
+            "config": self.config,
+            "inputs": {k: v.model_dump(mode="json") for k, v in sorted(self.inputs.items())},
+            "matcher": self.matcher.model_dump(mode="json"),
+        }
+
+    @property
+    def dref(self) -> str:
+        return digest_of(self.body())
+
+    def input_drefs(self) -> dict[str, str]:
+        return {k: v.drv for k, v in self.inputs.items() if isinstance(v, DrvInput)}
+
+    def tree_digests(self) -> set[str]:
+        """Trees this derivation needs from the store (tree inputs and python sources)."""
+        trees = {v.tree for v in self.inputs.values() if isinstance(v, TreeInput)}
+        source = self.builder.get("source")
+        if self.builder.get("executor") == "python" and isinstance(source, str):
+            trees.add(source)
+        return trees
+
+
+def realization_ref(dref: str, context: dict[str, list[str]], output: str) -> str:
+    """RRef = H(DRef, context, output tree): a deterministic rebuild yields the same RRef."""
+    return digest_of(
+        {"dref": dref, "context": {k: sorted(v) for k, v in context.items()}, "output": output}
+    )
+
+
+class PipelineSubmission(BaseModel):
+    """A set of target derivations with their closure, keyed by the client's DRefs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    derivations: dict[str, Derivation] = Field(min_length=1)
+    targets: list[str] = Field(min_length=1)
+
+
+def plan_order(submission: PipelineSubmission) -> list[tuple[str, Derivation]]:
+    """Instantiate: check the graph and every hash, return derivations in build order.
+
+    Raises InvalidPipelineError naming the offending stage for a missing input, a
+    cycle, a target that is not part of the pipeline, or a DRef that does not
+    match the derivation's content. The server runs this on every submission; it
+    never trusts a client's hashes.
+    """
+    drvs = submission.derivations
+    for target in submission.targets:
+        if target not in drvs:
+            raise InvalidPipelineError(f"target {target} is not among the submitted derivations")
+    for drv in drvs.values():
+        for input_name, dep in drv.input_drefs().items():
+            if dep not in drvs:
+                raise InvalidPipelineError(
+                    f"stage {drv.name!r} input {input_name!r} names derivation {dep}, "
+                    "which is not part of the pipeline"
+                )
+    order = _topological_order(drvs)
+    for key, drv in drvs.items():
+        actual = drv.dref
+        if actual != key:
+            raise InvalidPipelineError(
+                f"hash mismatch for stage {drv.name!r}: submitted as {key} "
+                f"but its content hashes to {actual}"
+            )
+    return [(key, drvs[key]) for key in order]
+
+
+def _topological_order(drvs: dict[str, Derivation]) -> list[str]:
+    """Depth-first order, inputs before dependents; a cycle is reported by stage names."""
+    order: list[str] = []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for root in drvs:
+        if state.get(root) == 2:
+            continue
+        # iterative DFS so that a 10 000-deep chain does not hit the recursion limit
+        path: list[str] = []
+        stack: list[tuple[str, Iterable[str]]] = [(root, iter(drvs[root].input_drefs().values()))]
+        state[root] = 1
+        path.append(root)
+        while stack:
+            node, deps = stack[-1]
+            for dep in deps:
+                if state.get(dep) == 1:
+                    cycle = [*path[path.index(dep) :], dep]
+                    names = " -> ".join(drvs[d].name for d in cycle)
+                    raise InvalidPipelineError(f"the pipeline has a cycle: {names}")
+                if state.get(dep) is None:
+                    state[dep] = 1
+                    path.append(dep)
+                    stack.append((dep, iter(drvs[dep].input_drefs().values())))
+                    break
+            else:
+                stack.pop()
+                path.pop()
+                state[node] = 2
+                order.append(node)
+    return order

@@ -1,0 +1,31 @@
+"""Errors shared by every layer. Each carries a message meant for the user."""
+
+from __future__ import annotations
+
+
+class DiracxError(Exception):
+    """Base class of the errors DiracX reports to users."""
+
+
+class InvalidPipelineError(DiracxError):
+    """A submitted pipeline is malformed: a cycle, a hash mismatch, a missing input..."""
+
+
+class UnknownExecutorError(InvalidPipelineError):
+    """A derivation names an executor this installation does not have."""
+
+
+class CorruptObjectError(DiracxError):
+    """A store object's bytes do not hash to its digest."""
+
+
+class ObjectNotFoundError(DiracxError):
+    """A store object is absent."""
+
+
+class InvalidTreeError(DiracxError):
+    """A tree manifest is malformed or unsafe (absolute paths, '..', paths through symlinks)."""
+
+
+class VersionMismatchError(DiracxError):
+    """Installed diracx-* distributions do not all carry the same version."""

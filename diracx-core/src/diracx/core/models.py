@@ -1,0 +1,120 @@
+"""The documents the service and its clients exchange (the OpenAPI schemas)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from diracx.core.status import JobStatus
+
+StageState = Literal["cached", "queued", "waiting", "running", "done", "failed", "killed"]
+
+
+class StageInfo(BaseModel):
+    """One derivation of a pipeline: reused from the store, or built by a job."""
+
+    dref: str
+    name: str
+    cached: bool = Field(description="true if an existing realization was reused, no job needed")
+    job_id: int | None = None
+    status: JobStatus | None = None  # the job's status, None when cached
+    minor_status: str | None = None
+    rref: str | None = None  # the realization, once there is one
+    output: str | None = None  # the realization's output tree digest
+
+
+class PipelineInfo(BaseModel):
+    id: int
+    owner: str
+    created: datetime
+    targets: list[str]
+    status: Literal["Running", "Done", "Failed"]
+    counts: dict[str, int] = Field(
+        description="number of stages per state: cached, or a job status"
+    )
+    stages: list[StageInfo]
+
+
+class SubmitResponse(BaseModel):
+    pipeline: PipelineInfo
+
+
+class StatusHistoryEntry(BaseModel):
+    status: JobStatus
+    minor_status: str
+    timestamp: datetime
+    source: str
+
+
+class JobInfo(BaseModel):
+    id: int
+    pipeline_id: int
+    dref: str
+    name: str
+    status: JobStatus
+    minor_status: str
+    worker: str | None = None
+    attempt: int
+    created: datetime
+    updated: datetime
+    rref: str | None = None
+    log: str | None = Field(default=None, description="digest of the build log blob")
+    history: list[StatusHistoryEntry] = []
+
+
+class JobEvent(BaseModel):
+    """A status change of a pipeline's job, for following progress."""
+
+    id: int
+    job_id: int
+    dref: str
+    name: str
+    status: JobStatus
+    minor_status: str
+    timestamp: datetime
+
+
+class PipelineEvents(BaseModel):
+    events: list[JobEvent]
+    last_event_id: int
+    finished: bool = Field(description="true once every stage of the pipeline is final")
+
+
+class RealizationInfo(BaseModel):
+    rref: str
+    dref: str
+    name: str
+    output: str = Field(description="digest of the output tree")
+    context: dict[str, list[str]] = Field(
+        description="input name -> realizations it was built from"
+    )
+    log: str | None = None
+    metrics: dict[str, Any] = {}
+    job_id: int | None = None
+    started: datetime | None = None
+    finished: datetime | None = None
+    created: datetime
+
+
+class MissingBlobsRequest(BaseModel):
+    digests: list[str] = Field(max_length=100_000)
+
+
+class MissingBlobsResponse(BaseModel):
+    missing: list[str]
+
+
+class BlobInfo(BaseModel):
+    digest: str
+    size: int
+
+
+class Metadata(BaseModel):
+    """What ``/.well-known/dirac-metadata`` tells clients before they log in."""
+
+    version: str
+    min_client_version: str
+    executors: list[str]
+    auth: Literal["static-token"] = "static-token"

@@ -1,0 +1,210 @@
+"""Trees: directories as data.
+
+A tree is a manifest ``path -> (kind, mode, digest, size)``, stored itself as a
+blob; its digest is the SHA-256 of the canonical manifest. Names and modes are
+part of the hash, not only contents. Only empty directories are listed as
+entries: the others are implied by the paths below them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+from diracx.core.canonical import canonical_json, check_is_digest, sha256_hex
+from diracx.core.exceptions import InvalidTreeError
+from diracx.core.store import BlobStore
+
+Kind = Literal["file", "executable", "symlink", "directory"]
+MODES: dict[str, int] = {"file": 0o644, "executable": 0o755, "symlink": 0o777, "directory": 0o755}
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class TreeEntry:
+    kind: Kind
+    digest: str | None = None  # None for directories; a symlink's digest is its target's
+    size: int = 0
+
+    @property
+    def mode(self) -> int:
+        return MODES[self.kind]
+
+    def to_json(self) -> dict[str, object]:
+        d: dict[str, object] = {"kind": self.kind, "mode": self.mode, "size": self.size}
+        if self.digest is not None:
+            d["digest"] = self.digest
+        return d
+
+
+def check_tree_path(path: str) -> str:
+    """Refuse paths that could escape the tree when materialized."""
+    p = PurePosixPath(path)
+    if (
+        not path
+        or "\0" in path
+        or p.is_absolute()
+        or any(part in ("", ".", "..") for part in path.split("/"))
+    ):
+        raise InvalidTreeError(f"unsafe path in tree: {path!r}")
+    return path
+
+
+@dataclass(frozen=True)
+class Tree:
+    """An immutable directory listing; ``digest`` is its identity."""
+
+    entries: dict[str, TreeEntry]
+
+    def __post_init__(self) -> None:
+        for path, entry in self.entries.items():
+            check_tree_path(path)
+            if entry.kind != "directory":
+                try:
+                    check_is_digest(entry.digest or "", what=f"digest of {path!r}")
+                except ValueError as exc:
+                    raise InvalidTreeError(str(exc)) from None
+        # A path may not pass through a file or a symlink: that would escape on materialization.
+        leaves = {p for p, e in self.entries.items() if e.kind != "directory"}
+        for path in self.entries:
+            parent = PurePosixPath(path).parent
+            while str(parent) != ".":
+                if str(parent) in leaves:
+                    raise InvalidTreeError(
+                        f"{path!r} lies under {str(parent)!r}, which is not a directory"
+                    )
+                parent = parent.parent
+
+    def manifest(self) -> dict[str, object]:
+        return {
+            "version": MANIFEST_VERSION,
+            "entries": {p: e.to_json() for p, e in sorted(self.entries.items())},
+        }
+
+    def manifest_bytes(self) -> bytes:
+        return canonical_json(self.manifest())
+
+    @property
+    def digest(self) -> str:
+        return sha256_hex(self.manifest_bytes())
+
+    @property
+    def size(self) -> int:
+        return sum(e.size for e in self.entries.values())
+
+    def blob_digests(self) -> set[str]:
+        """Every blob the tree refers to (not counting the manifest itself)."""
+        return {e.digest for e in self.entries.values() if e.digest is not None}
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Tree:
+        try:
+            doc = json.loads(data)
+            if doc.get("version") != MANIFEST_VERSION:
+                raise InvalidTreeError(f"unsupported tree manifest version {doc.get('version')!r}")
+            entries = {
+                path: TreeEntry(kind=e["kind"], digest=e.get("digest"), size=int(e.get("size", 0)))
+                for path, e in doc["entries"].items()
+            }
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise InvalidTreeError(f"malformed tree manifest: {exc}") from None
+        for path, entry in entries.items():
+            if entry.kind not in MODES:
+                raise InvalidTreeError(f"unknown entry kind {entry.kind!r} for {path!r}")
+        return cls(entries)
+
+
+def _walk(root: Path, rel: str = "") -> list[tuple[str, os.DirEntry[str]]]:
+    found: list[tuple[str, os.DirEntry[str]]] = []
+    with os.scandir(root) as it:
+        for entry in it:
+            found.append((f"{rel}{entry.name}", entry))
+    return found
+
+
+def ingest_directory(
+    store: BlobStore, root: Path, *, move: bool = False, exclude: frozenset[str] = frozenset()
+) -> Tree:
+    """Store every file under *root* and the manifest; return the tree.
+
+    With *move*, files are renamed into the store instead of copied (the
+    directory is consumed). *exclude* holds top-level-relative paths to skip.
+    """
+    entries: dict[str, TreeEntry] = {}
+    stack: list[tuple[Path, str]] = [(root, "")]
+    while stack:
+        directory, rel = stack.pop()
+        children = 0
+        for path, entry in _walk(directory, rel):
+            if path in exclude:
+                continue
+            children += 1
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISLNK(st.st_mode):
+                target = os.readlink(entry.path).encode()
+                entries[path] = TreeEntry("symlink", store.put_bytes(target), len(target))
+            elif stat.S_ISDIR(st.st_mode):
+                stack.append((Path(entry.path), f"{path}/"))
+            elif stat.S_ISREG(st.st_mode):
+                kind: Kind = "executable" if st.st_mode & 0o111 else "file"
+                digest, size = store.put_file(Path(entry.path), move=move)
+                entries[path] = TreeEntry(kind, digest, size)
+            else:
+                raise InvalidTreeError(
+                    f"{entry.path}: only files, directories and symlinks can be stored"
+                )
+        if children == 0 and rel:
+            entries[rel.rstrip("/")] = TreeEntry("directory")
+    tree = Tree(entries)
+    store.put_bytes(tree.manifest_bytes())
+    return tree
+
+
+def load_tree(store: BlobStore, digest: str) -> Tree:
+    tree = Tree.from_bytes(store.read_bytes(digest))
+    return tree
+
+
+def materialize_tree(store: BlobStore, tree: Tree, dest: Path, *, readonly: bool = True) -> None:
+    """Write *tree* out under *dest* (created), every blob verified on the way."""
+    dest.mkdir(parents=True, exist_ok=True)
+    made_dirs: set[Path] = {dest}
+    for path, entry in sorted(tree.entries.items()):
+        target = dest / path
+        parent = target.parent
+        if parent not in made_dirs:
+            parent.mkdir(parents=True, exist_ok=True)
+            # every directory made on the way, not only the last one, is made read-only below
+            while parent not in made_dirs:
+                made_dirs.add(parent)
+                parent = parent.parent
+        if entry.kind == "directory":
+            target.mkdir(exist_ok=True)
+            made_dirs.add(target)
+        elif entry.kind == "symlink":
+            assert entry.digest is not None
+            os.symlink(store.read_bytes(entry.digest).decode(), target)
+        else:
+            assert entry.digest is not None
+            store.copy_to(entry.digest, target)
+            mode = entry.mode & (0o555 if readonly else 0o777)
+            os.chmod(target, mode)
+    if readonly:
+        for directory in sorted(made_dirs, key=lambda p: len(p.parts), reverse=True):
+            os.chmod(directory, 0o555)
+
+
+def make_writable(root: Path) -> None:
+    """Undo ``readonly`` materialization so a scratch directory can be removed."""
+    if not root.exists():
+        return
+    os.chmod(root, 0o755)
+    for dirpath, dirnames, _ in os.walk(root):
+        for name in dirnames:
+            p = Path(dirpath) / name
+            if not p.is_symlink():
+                os.chmod(p, 0o755)

@@ -1,0 +1,1 @@
+"""DiracX database layer: SQLAlchemy schemas, Alembic migrations and state changes."""

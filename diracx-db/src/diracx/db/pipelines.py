@@ -1,0 +1,808 @@
+"""PipelineDB: every state change of pipelines, jobs and realizations, one transaction each.
+
+The database is the source of truth; the broker only delivers. Each method
+that changes state does it in a single transaction, so a crash leaves either
+the old state or the new one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from diracx.core.canonical import canonical_json
+from diracx.core.derivation import Derivation
+from diracx.core.models import (
+    JobEvent,
+    JobInfo,
+    PipelineEvents,
+    PipelineInfo,
+    RealizationInfo,
+    StageInfo,
+    StatusHistoryEntry,
+)
+from diracx.core.status import FINAL_STATUSES, LIVE_STATUSES, JobStatus
+from diracx.db.engine import Engines
+from diracx.db.schema import (
+    derivations,
+    job_edges,
+    job_status_history,
+    jobs,
+    pipeline_stages,
+    pipelines,
+    realizations,
+    workers,
+)
+
+S = JobStatus
+# SQLite caps bound parameters per statement; IN lists are sent in chunks of this size.
+CHUNK = 500
+# Statuses in which a worker holds the job.
+HELD = (S.MATCHED, S.RUNNING, S.COMPLETING)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+@dataclass(frozen=True)
+class InputRealization:
+    rref: str
+    output: str
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A job a worker now holds, with everything needed to build it."""
+
+    id: int
+    dref: str
+    derivation: Derivation
+    attempt: int
+    inputs: dict[str, InputRealization]  # derivation inputs (drv) by input name
+
+
+@dataclass(frozen=True)
+class BuildSuccess:
+    job_id: int
+    dref: str
+    output: str
+    context: dict[str, list[str]]
+    rref: str
+    log: str | None
+    started: datetime
+    finished: datetime
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BuildFailure:
+    job_id: int
+    reason: str
+    log: str | None
+
+
+@dataclass
+class FinishOutcome:
+    released: list[int] = field(default_factory=list)  # now Waiting: to be queued
+    claimed: list[ClaimedJob] = field(default_factory=list)  # released and claimed by the caller
+
+
+@dataclass
+class SubmitOutcome:
+    pipeline: PipelineInfo
+    ready: list[int]  # jobs created Waiting: to be queued
+
+
+class PipelineDB:
+    """State changes and reads on the DiracX tables."""
+
+    def __init__(self, engines: Engines) -> None:
+        self.engines = engines
+        self._dialect = engines.writer.dialect.name
+
+    @classmethod
+    def from_url(cls, url: str) -> PipelineDB:
+        return cls(Engines(url))
+
+    async def close(self) -> None:
+        await self.engines.dispose()
+
+    async def ping(self) -> None:
+        async with self.engines.reader.connect() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _insert_ignore(self, table: Any) -> Any:
+        dialect = postgresql if self._dialect == "postgresql" else sqlite
+        return dialect.insert(table).on_conflict_do_nothing()
+
+    async def _history(
+        self,
+        conn: AsyncConnection,
+        job_ids: Iterable[int],
+        status: JobStatus,
+        minor: str,
+        source: str,
+        ts: datetime,
+    ) -> None:
+        rows = [
+            {
+                "job_id": j,
+                "status": status.value,
+                "minor_status": minor,
+                "timestamp": ts,
+                "source": source,
+            }
+            for j in job_ids
+        ]
+        if rows:
+            await conn.execute(insert(job_status_history), rows)
+
+    async def _set_status(
+        self,
+        conn: AsyncConnection,
+        job_ids: Sequence[int],
+        old: Sequence[JobStatus],
+        new: JobStatus,
+        minor: str,
+        source: str,
+        **values: Any,
+    ) -> list[int]:
+        """Move the jobs that are in one of *old* to *new* (a conditional update); return them."""
+        ts = now()
+        changed: list[int] = []
+        for part in chunks(job_ids):
+            result = await conn.execute(
+                update(jobs)
+                .where(jobs.c.id.in_(part), jobs.c.status.in_([s.value for s in old]))
+                .values(status=new.value, minor_status=minor, updated=ts, **values)
+                .returning(jobs.c.id)
+            )
+            changed.extend(r[0] for r in result)
+        await self._history(conn, changed, new, minor, source, ts)
+        return changed
+
+    # -- submission ----------------------------------------------------------------
+
+    async def submit(
+        self, owner: str, ordered: Sequence[tuple[str, Derivation]], targets: Sequence[str]
+    ) -> SubmitOutcome:
+        """Record a pipeline whole: reuse what is realized, join live jobs, create the rest.
+
+        *ordered* lists the derivations inputs first (``plan_order``). Runs as one
+        transaction: the pipeline is recorded whole or not at all.
+        """
+        ts = now()
+        drefs = [d for d, _ in ordered]
+        async with self.engines.writer.begin() as conn:
+            pipeline_id = (
+                await conn.execute(
+                    insert(pipelines)
+                    .values(owner=owner, created=ts, targets=json.dumps(list(targets)))
+                    .returning(pipelines.c.id)
+                )
+            ).scalar_one()
+            await conn.execute(
+                self._insert_ignore(derivations),
+                [
+                    {
+                        "dref": d,
+                        "name": drv.name,
+                        "body": canonical_json(drv.body()).decode(),
+                        "created": ts,
+                    }
+                    for d, drv in ordered
+                ],
+            )
+            realized = await self._chosen_realizations(conn, drefs)
+            live: dict[str, tuple[int, str]] = {}  # dref -> (job id, status) of a live job
+            for part in chunks(drefs):
+                rows = await conn.execute(
+                    select(jobs.c.dref, jobs.c.id, jobs.c.status)
+                    .where(
+                        jobs.c.dref.in_(part), jobs.c.status.in_([s.value for s in LIVE_STATUSES])
+                    )
+                    .order_by(jobs.c.id)
+                    .with_for_update()
+                )
+                for dref, job_id, status in rows:
+                    live.setdefault(dref, (job_id, status))
+
+            stage_job: dict[str, int] = {}  # dref -> the job building it for this pipeline
+            new_jobs: list[dict[str, Any]] = []
+            for dref, drv in ordered:
+                if dref in realized or dref in live:
+                    continue
+                pending = {d for d in drv.input_drefs().values() if d not in realized}
+                new_jobs.append(
+                    {
+                        "pipeline_id": pipeline_id,
+                        "dref": dref,
+                        "name": drv.name,
+                        "status": (S.CHECKING if pending else S.WAITING).value,
+                        "minor_status": "Waiting for inputs" if pending else "Ready",
+                        "attempt": 1,
+                        "pending_inputs": len(pending),
+                        "created": ts,
+                        "updated": ts,
+                    }
+                )
+            if new_jobs:
+                result = await conn.execute(
+                    insert(jobs).returning(jobs.c.id, jobs.c.dref, sort_by_parameter_order=True),
+                    new_jobs,
+                )
+                stage_job.update({dref: job_id for job_id, dref in result})
+            stage_job.update({dref: job_id for dref, (job_id, _) in live.items()})
+
+            edges = [
+                {"job_id": stage_job[dref], "input_job_id": stage_job[dep]}
+                for dref, drv in ordered
+                if dref not in realized and dref not in live
+                for dep in set(drv.input_drefs().values())
+                if dep not in realized
+            ]
+            if edges:
+                await conn.execute(insert(job_edges), edges)
+            created = [(row["dref"], stage_job[row["dref"]], row["status"]) for row in new_jobs]
+            history = [
+                row
+                for _, job_id, status in created
+                for row in (
+                    (job_id, S.RECEIVED, "Job accepted"),
+                    (
+                        job_id,
+                        JobStatus(status),
+                        "Ready" if status == S.WAITING else "Waiting for inputs",
+                    ),
+                )
+            ]
+            if history:
+                await conn.execute(
+                    insert(job_status_history),
+                    [
+                        {
+                            "job_id": j,
+                            "status": s.value,
+                            "minor_status": m,
+                            "timestamp": ts,
+                            "source": "submit",
+                        }
+                        for j, s, m in history
+                    ],
+                )
+            await conn.execute(
+                insert(pipeline_stages),
+                [
+                    {
+                        "pipeline_id": pipeline_id,
+                        "dref": dref,
+                        "job_id": stage_job.get(dref),
+                        "cached_rref": realized[dref].rref if dref in realized else None,
+                    }
+                    for dref in drefs
+                ],
+            )
+            info = await self._pipeline_info(conn, pipeline_id)
+        assert info is not None
+        ready = [job_id for _, job_id, status in created if status == S.WAITING]
+        return SubmitOutcome(pipeline=info, ready=ready)
+
+    async def _chosen_realizations(
+        self, conn: AsyncConnection, drefs: Sequence[str]
+    ) -> dict[str, InputRealization]:
+        """The realization the matcher picks for each realized derivation (``only``: the first)."""
+        chosen: dict[str, InputRealization] = {}
+        for part in chunks(list(drefs)):
+            rows = await conn.execute(
+                select(realizations.c.dref, realizations.c.rref, realizations.c.output)
+                .where(realizations.c.dref.in_(part))
+                .order_by(realizations.c.created, realizations.c.rref)
+            )
+            for dref, rref, output in rows:
+                chosen.setdefault(dref, InputRealization(rref, output))
+        return chosen
+
+    # -- workers: claim, run, finish ------------------------------------------------
+
+    async def claim(
+        self, job_ids: Sequence[int], worker: str, *, start: bool = False, source: str = "worker"
+    ) -> list[ClaimedJob]:
+        """Waiting -> Matched for the jobs no other worker took; exactly one worker wins each.
+
+        With *start* the won jobs go on to Running in the same transaction.
+        """
+        async with self.engines.writer.begin() as conn:
+            return await self._claim(conn, job_ids, worker, start=start, source=source)
+
+    async def _claim(
+        self,
+        conn: AsyncConnection,
+        job_ids: Sequence[int],
+        worker: str,
+        *,
+        start: bool,
+        source: str,
+    ) -> list[ClaimedJob]:
+        won = await self._set_status(
+            conn, job_ids, [S.WAITING], S.MATCHED, f"Matched by {worker}", source, worker=worker
+        )
+        if start and won:
+            await self._set_status(
+                conn, won, [S.MATCHED], S.RUNNING, "Building", source, heartbeat=now()
+            )
+        return await self._claimed_jobs(conn, won)
+
+    async def _claimed_jobs(
+        self, conn: AsyncConnection, job_ids: Sequence[int]
+    ) -> list[ClaimedJob]:
+        if not job_ids:
+            return []
+        rows: list[Any] = []
+        for part in chunks(job_ids):
+            rows.extend(
+                await conn.execute(
+                    select(jobs.c.id, jobs.c.dref, jobs.c.attempt, derivations.c.body)
+                    .join(derivations, derivations.c.dref == jobs.c.dref)
+                    .where(jobs.c.id.in_(part))
+                )
+            )
+        parsed = {row.id: (row, Derivation.model_validate_json(row.body)) for row in rows}
+        needed = {d for _, drv in parsed.values() for d in drv.input_drefs().values()}
+        chosen = await self._chosen_realizations(conn, sorted(needed))
+        claimed = []
+        for job_id in job_ids:
+            row, drv = parsed[job_id]
+            inputs = {name: chosen[d] for name, d in drv.input_drefs().items() if d in chosen}
+            claimed.append(ClaimedJob(row.id, row.dref, drv, row.attempt, inputs))
+        return claimed
+
+    async def start(self, job_ids: Sequence[int], worker: str) -> list[int]:
+        """Matched -> Running for jobs this worker holds."""
+        async with self.engines.writer.begin() as conn:
+            return await self._set_status(
+                conn, job_ids, [S.MATCHED], S.RUNNING, "Building", "worker", heartbeat=now()
+            )
+
+    async def finish(
+        self,
+        worker: str,
+        successes: Sequence[BuildSuccess],
+        failures: Sequence[BuildFailure],
+        *,
+        claim_released: int = 0,
+    ) -> FinishOutcome:
+        """Record results: realizations, Done/Failed, release or fail dependents. One transaction.
+
+        Up to *claim_released* of the dependents this releases are claimed for
+        *worker* in the same transaction, so it can run them without a round trip
+        through the broker; the others are returned to be queued.
+        """
+        ts = now()
+        outcome = FinishOutcome()
+        async with self.engines.writer.begin() as conn:
+            if successes:
+                await conn.execute(
+                    self._insert_ignore(realizations),
+                    [
+                        {
+                            "rref": s.rref,
+                            "dref": s.dref,
+                            "output": s.output,
+                            "context": json.dumps(s.context, sort_keys=True),
+                            "metrics": json.dumps(s.metrics, sort_keys=True),
+                            "log": s.log,
+                            "job_id": s.job_id,
+                            "started": s.started,
+                            "finished": s.finished,
+                            "created": ts,
+                        }
+                        for s in successes
+                    ],
+                )
+                # only jobs still held: a job killed meanwhile stays Killed
+                held = await self._held(conn, [x.job_id for x in successes])
+                done = [x for x in successes if x.job_id in held]
+                if done:
+                    await conn.execute(
+                        update(jobs)
+                        .where(jobs.c.id == bindparam("_id"))
+                        .values(
+                            status=S.DONE.value,
+                            minor_status="Built",
+                            updated=ts,
+                            rref=bindparam("_rref"),
+                            log=bindparam("_log"),
+                        ),
+                        [{"_id": x.job_id, "_rref": x.rref, "_log": x.log} for x in done],
+                    )
+                done_ids = [x.job_id for x in done]
+                await self._history(conn, done_ids, S.DONE, "Built", "worker", ts)
+                outcome.released = await self._release_dependents(conn, done_ids, ts)
+            if failures:
+                await self._fail(conn, failures, ts)
+            if claim_released and outcome.released:
+                mine = outcome.released[:claim_released]
+                outcome.claimed = await self._claim(conn, mine, worker, start=True, source="worker")
+                won = {c.id for c in outcome.claimed}
+                outcome.released = [j for j in outcome.released if j not in won]
+        return outcome
+
+    async def _release_dependents(
+        self, conn: AsyncConnection, done: Sequence[int], ts: datetime
+    ) -> list[int]:
+        counts: Counter[int] = Counter()
+        for part in chunks(done):
+            rows = await conn.execute(
+                select(job_edges.c.job_id).where(job_edges.c.input_job_id.in_(part))
+            )
+            counts.update(r[0] for r in rows)
+        if not counts:
+            return []
+        by_count: dict[int, list[int]] = defaultdict(list)
+        for job_id, n in counts.items():
+            by_count[n].append(job_id)
+        for n, ids in by_count.items():
+            for part in chunks(ids):
+                await conn.execute(
+                    update(jobs)
+                    .where(jobs.c.id.in_(part), jobs.c.status == S.CHECKING.value)
+                    .values(pending_inputs=jobs.c.pending_inputs - n)
+                )
+        released: list[int] = []
+        for part in chunks(sorted(counts)):
+            result = await conn.execute(
+                update(jobs)
+                .where(
+                    jobs.c.id.in_(part),
+                    jobs.c.status == S.CHECKING.value,
+                    jobs.c.pending_inputs <= 0,
+                )
+                .values(status=S.WAITING.value, minor_status="Inputs ready", updated=ts)
+                .returning(jobs.c.id)
+            )
+            released.extend(r[0] for r in result)
+        await self._history(conn, released, S.WAITING, "Inputs ready", "worker", ts)
+        return sorted(released)
+
+    async def _held(self, conn: AsyncConnection, job_ids: Sequence[int]) -> set[int]:
+        """The jobs among *job_ids* that a worker still holds (locked until commit)."""
+        held: set[int] = set()
+        for part in chunks(job_ids):
+            rows = await conn.execute(
+                select(jobs.c.id)
+                .where(jobs.c.id.in_(part), jobs.c.status.in_([x.value for x in HELD]))
+                .with_for_update()
+            )
+            held.update(r[0] for r in rows)
+        return held
+
+    async def _fail(
+        self, conn: AsyncConnection, failures: Sequence[BuildFailure], ts: datetime
+    ) -> None:
+        held = await self._held(conn, [f.job_id for f in failures])
+        failed = [f for f in failures if f.job_id in held]
+        if failed:
+            await conn.execute(
+                update(jobs)
+                .where(jobs.c.id == bindparam("_id"))
+                .values(
+                    status=S.FAILED.value,
+                    minor_status=bindparam("_minor"),
+                    updated=ts,
+                    log=bindparam("_log"),
+                ),
+                [{"_id": f.job_id, "_minor": f.reason[:512], "_log": f.log} for f in failed],
+            )
+            await conn.execute(
+                insert(job_status_history),
+                [
+                    {
+                        "job_id": f.job_id,
+                        "status": S.FAILED.value,
+                        "minor_status": f.reason[:512],
+                        "timestamp": ts,
+                        "source": "worker",
+                    }
+                    for f in failed
+                ],
+            )
+        await self._fail_dependents(conn, [f.job_id for f in failed], ts)
+
+    async def _fail_dependents(
+        self, conn: AsyncConnection, failed: Sequence[int], ts: datetime
+    ) -> None:
+        """Dependents of failed jobs never run: Failed, naming the input that failed."""
+        frontier = list(failed)
+        while frontier:
+            rows: list[Any] = []
+            for part in chunks(frontier):
+                rows.extend(
+                    await conn.execute(
+                        select(job_edges.c.job_id, jobs.c.name)
+                        .join(jobs, jobs.c.id == job_edges.c.input_job_id)
+                        .where(job_edges.c.input_job_id.in_(part))
+                    )
+                )
+            by_reason: dict[str, list[int]] = defaultdict(list)
+            for job_id, input_name in rows:
+                by_reason[f"Input {input_name!r} failed"].append(job_id)
+            frontier = []
+            for reason, ids in by_reason.items():
+                frontier.extend(
+                    await self._set_status(
+                        conn, sorted(set(ids)), [S.CHECKING, S.WAITING], S.FAILED, reason, "worker"
+                    )
+                )
+
+    async def heartbeat(self, job_ids: Sequence[int]) -> None:
+        async with self.engines.writer.begin() as conn:
+            for part in chunks(job_ids):
+                await conn.execute(update(jobs).where(jobs.c.id.in_(part)).values(heartbeat=now()))
+
+    # -- workers registry and recovery -----------------------------------------------
+
+    async def register_worker(self, worker: str, hostname: str, pid: int) -> None:
+        ts = now()
+        async with self.engines.writer.begin() as conn:
+            await conn.execute(
+                self._insert_ignore(workers),
+                [{"id": worker, "hostname": hostname, "pid": pid, "started": ts, "last_seen": ts}],
+            )
+
+    async def reschedule_orphans(
+        self, live_workers: Iterable[str], source: str = "engine"
+    ) -> list[int]:
+        """Jobs held by a worker that is gone: Rescheduled, then Waiting again (attempt + 1)."""
+        live = list(live_workers)
+        async with self.engines.writer.begin() as conn:
+            query = select(jobs.c.id).where(jobs.c.status.in_([s.value for s in HELD]))
+            if live:
+                query = query.where(jobs.c.worker.not_in(live))
+            orphans = [r[0] for r in await conn.execute(query)]
+            held = [s for s in HELD]
+            moved = await self._set_status(
+                conn, orphans, held, S.RESCHEDULED, "Worker lost", source
+            )
+            for part in chunks(moved):
+                await conn.execute(
+                    update(jobs)
+                    .where(jobs.c.id.in_(part))
+                    .values(attempt=jobs.c.attempt + 1, worker=None)
+                )
+            return await self._set_status(
+                conn, moved, [S.RESCHEDULED], S.WAITING, "Rescheduled", source
+            )
+
+    async def waiting_jobs(self) -> list[int]:
+        async with self.engines.reader.connect() as conn:
+            rows = await conn.execute(
+                select(jobs.c.id).where(jobs.c.status == S.WAITING.value).order_by(jobs.c.id)
+            )
+            return [r[0] for r in rows]
+
+    async def live_job_count(self) -> int:
+        async with self.engines.reader.connect() as conn:
+            return (
+                await conn.execute(
+                    select(func.count())
+                    .select_from(jobs)
+                    .where(jobs.c.status.in_([s.value for s in LIVE_STATUSES]))
+                )
+            ).scalar_one()
+
+    # -- reads -------------------------------------------------------------------
+
+    async def get_pipeline(self, pipeline_id: int) -> PipelineInfo | None:
+        async with self.engines.reader.connect() as conn:
+            return await self._pipeline_info(conn, pipeline_id)
+
+    async def _pipeline_info(self, conn: AsyncConnection, pipeline_id: int) -> PipelineInfo | None:
+        row = (await conn.execute(select(pipelines).where(pipelines.c.id == pipeline_id))).first()
+        if row is None:
+            return None
+        result = await conn.execute(
+            select(
+                pipeline_stages.c.dref,
+                pipeline_stages.c.job_id,
+                pipeline_stages.c.cached_rref,
+                derivations.c.name,
+                jobs.c.status,
+                jobs.c.minor_status,
+                jobs.c.rref,
+                realizations.c.output,
+            )
+            .join(derivations, derivations.c.dref == pipeline_stages.c.dref)
+            .outerjoin(jobs, jobs.c.id == pipeline_stages.c.job_id)
+            .outerjoin(
+                realizations,
+                realizations.c.rref == func.coalesce(pipeline_stages.c.cached_rref, jobs.c.rref),
+            )
+            .where(pipeline_stages.c.pipeline_id == pipeline_id)
+        )
+        stages = [
+            StageInfo(
+                dref=r.dref,
+                name=r.name,
+                cached=r.job_id is None,
+                job_id=r.job_id,
+                status=r.status,
+                minor_status=r.minor_status,
+                rref=r.cached_rref or r.rref,
+                output=r.output,
+            )
+            for r in result
+        ]
+        counts = Counter("cached" if s.cached else str(s.status) for s in stages)
+        statuses = {s.status for s in stages if not s.cached}
+        if statuses & {S.FAILED, S.KILLED}:
+            status = "Failed"
+        elif statuses <= {S.DONE}:
+            status = "Done"
+        else:
+            status = "Running"
+        return PipelineInfo(
+            id=row.id,
+            owner=row.owner,
+            created=row.created,
+            targets=json.loads(row.targets),
+            status=status,
+            counts=dict(counts),
+            stages=stages,
+        )
+
+    async def pipeline_events(
+        self, pipeline_id: int, after: int = 0, limit: int = 5000
+    ) -> PipelineEvents | None:
+        """Status changes of the pipeline's jobs since event *after*, and whether it is finished."""
+        async with self.engines.reader.connect() as conn:
+            exists = (
+                await conn.execute(select(pipelines.c.id).where(pipelines.c.id == pipeline_id))
+            ).first()
+            if exists is None:
+                return None
+            rows = await conn.execute(
+                select(
+                    job_status_history.c.id,
+                    job_status_history.c.job_id,
+                    jobs.c.dref,
+                    jobs.c.name,
+                    job_status_history.c.status,
+                    job_status_history.c.minor_status,
+                    job_status_history.c.timestamp,
+                )
+                .join(pipeline_stages, pipeline_stages.c.job_id == job_status_history.c.job_id)
+                .join(jobs, jobs.c.id == job_status_history.c.job_id)
+                .where(
+                    pipeline_stages.c.pipeline_id == pipeline_id, job_status_history.c.id > after
+                )
+                .order_by(job_status_history.c.id)
+                .limit(limit)
+            )
+            events = [
+                JobEvent(
+                    id=r.id,
+                    job_id=r.job_id,
+                    dref=r.dref,
+                    name=r.name,
+                    status=r.status,
+                    minor_status=r.minor_status,
+                    timestamp=r.timestamp,
+                )
+                for r in rows
+            ]
+            unfinished = (
+                await conn.execute(
+                    select(func.count())
+                    .select_from(pipeline_stages)
+                    .join(jobs, jobs.c.id == pipeline_stages.c.job_id)
+                    .where(
+                        pipeline_stages.c.pipeline_id == pipeline_id,
+                        jobs.c.status.not_in([s.value for s in FINAL_STATUSES]),
+                    )
+                )
+            ).scalar_one()
+        last = events[-1].id if events else after
+        return PipelineEvents(
+            events=events, last_event_id=last, finished=unfinished == 0 and len(events) < limit
+        )
+
+    async def get_job(self, job_id: int) -> JobInfo | None:
+        async with self.engines.reader.connect() as conn:
+            row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).first()
+            if row is None:
+                return None
+            history = await conn.execute(
+                select(job_status_history)
+                .where(job_status_history.c.job_id == job_id)
+                .order_by(job_status_history.c.id)
+            )
+            return JobInfo(
+                id=row.id,
+                pipeline_id=row.pipeline_id,
+                dref=row.dref,
+                name=row.name,
+                status=row.status,
+                minor_status=row.minor_status,
+                worker=row.worker,
+                attempt=row.attempt,
+                created=row.created,
+                updated=row.updated,
+                rref=row.rref,
+                log=row.log,
+                history=[
+                    StatusHistoryEntry(
+                        status=h.status,
+                        minor_status=h.minor_status,
+                        timestamp=h.timestamp,
+                        source=h.source,
+                    )
+                    for h in history
+                ],
+            )
+
+    async def get_realization(self, rref: str) -> RealizationInfo | None:
+        async with self.engines.reader.connect() as conn:
+            rows = await self._realization_rows(conn, realizations.c.rref == rref)
+        return rows[0] if rows else None
+
+    async def realizations_of(self, dref: str) -> list[RealizationInfo]:
+        async with self.engines.reader.connect() as conn:
+            return await self._realization_rows(conn, realizations.c.dref == dref)
+
+    async def _realization_rows(self, conn: AsyncConnection, where: Any) -> list[RealizationInfo]:
+        rows = await conn.execute(
+            select(realizations, derivations.c.name)
+            .join(derivations, derivations.c.dref == realizations.c.dref)
+            .where(where)
+            .order_by(realizations.c.created, realizations.c.rref)
+        )
+        return [
+            RealizationInfo(
+                rref=r.rref,
+                dref=r.dref,
+                name=r.name,
+                output=r.output,
+                context=json.loads(r.context),
+                log=r.log,
+                metrics=json.loads(r.metrics),
+                job_id=r.job_id,
+                started=r.started,
+                finished=r.finished,
+                created=r.created,
+            )
+            for r in rows
+        ]
+
+    async def get_derivation(self, dref: str) -> Derivation | None:
+        async with self.engines.reader.connect() as conn:
+            body = (
+                await conn.execute(select(derivations.c.body).where(derivations.c.dref == dref))
+            ).scalar()
+        return None if body is None else Derivation.model_validate_json(body)
+
+
+__all__ = [
+    "BuildFailure",
+    "BuildSuccess",
+    "ClaimedJob",
+    "FinishOutcome",
+    "InputRealization",
+    "PipelineDB",
+    "SubmitOutcome",
+]

@@ -1,0 +1,142 @@
+"""The tables, as SQLAlchemy Core. Alembic migrations (``migrations/``) create them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.types import TypeDecorator
+
+# Integer primary keys that autoincrement on SQLite (INTEGER) and PostgreSQL (BIGINT).
+BigIntId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+Digest = String(64)
+metadata = MetaData()
+
+pipelines = Table(
+    "pipelines",
+    metadata,
+    Column("id", BigIntId, primary_key=True, autoincrement=True),
+    Column("owner", String(255), nullable=False),
+    Column("created", UTCDateTime, nullable=False),
+    Column("targets", Text, nullable=False),  # JSON list of DRefs
+)
+
+derivations = Table(
+    "derivations",
+    metadata,
+    Column("dref", Digest, primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("body", Text, nullable=False),  # canonical JSON, as hashed
+    Column("created", UTCDateTime, nullable=False),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", BigIntId, primary_key=True, autoincrement=True),
+    Column("pipeline_id", ForeignKey("pipelines.id"), nullable=False),
+    Column("dref", ForeignKey("derivations.dref"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("minor_status", String(512), nullable=False, default=""),
+    Column("worker", String(255)),
+    Column("attempt", Integer, nullable=False, default=1),
+    Column("pending_inputs", Integer, nullable=False, default=0),
+    Column("created", UTCDateTime, nullable=False),
+    Column("updated", UTCDateTime, nullable=False),
+    Column("heartbeat", UTCDateTime),
+    Column("rref", Digest),
+    Column("log", Digest),
+    Index("ix_jobs_status", "status"),
+    Index("ix_jobs_dref", "dref"),
+)
+
+# job_id needs input_job_id's realization before it can run
+job_edges = Table(
+    "job_edges",
+    metadata,
+    Column("job_id", ForeignKey("jobs.id"), primary_key=True),
+    Column("input_job_id", ForeignKey("jobs.id"), primary_key=True),
+    Index("ix_job_edges_input", "input_job_id"),
+)
+
+job_status_history = Table(
+    "job_status_history",
+    metadata,
+    Column("id", BigIntId, primary_key=True, autoincrement=True),
+    Column("job_id", ForeignKey("jobs.id"), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("minor_status", String(512), nullable=False),
+    Column("timestamp", UTCDateTime, nullable=False),
+    Column("source", String(64), nullable=False),
+    Index("ix_job_status_history_job", "job_id", "id"),
+)
+
+# Every derivation a pipeline needs: reused (rref set at submission) or built by job_id.
+pipeline_stages = Table(
+    "pipeline_stages",
+    metadata,
+    Column("pipeline_id", ForeignKey("pipelines.id"), primary_key=True),
+    Column("dref", ForeignKey("derivations.dref"), primary_key=True),
+    Column("job_id", ForeignKey("jobs.id")),
+    Column("cached_rref", Digest),
+    Index("ix_pipeline_stages_job", "job_id"),
+)
+
+realizations = Table(
+    "realizations",
+    metadata,
+    Column("rref", Digest, primary_key=True),
+    Column("dref", ForeignKey("derivations.dref"), nullable=False),
+    Column("output", Digest, nullable=False),
+    Column("context", Text, nullable=False),  # JSON: input name -> [rref]
+    Column("metrics", Text, nullable=False, default="{}"),
+    Column("log", Digest),
+    Column("job_id", ForeignKey("jobs.id")),
+    Column("started", UTCDateTime),
+    Column("finished", UTCDateTime),
+    Column("created", UTCDateTime, nullable=False),
+    Index("ix_realizations_dref", "dref"),
+)
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(255), primary_key=True),
+    Column("hostname", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started", UTCDateTime, nullable=False),
+    Column("last_seen", UTCDateTime, nullable=False),
+)

@@ -1,0 +1,44 @@
+"""``python -m diracx.routers serve``: run the service (``dirac server`` runs this)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from diracx.core.version import check_versions
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m diracx.routers")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=None, help="default: 8000, embedded: any free")
+    serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations first")
+    serve.add_argument(
+        "--embedded",
+        action="store_true",
+        help="the single-user engine: also start a worker, mint a local token, stop when idle",
+    )
+    args = parser.parse_args(argv)
+    check_versions()
+    if args.embedded:
+        from diracx.routers.engine import serve_embedded
+
+        return serve_embedded(port=args.port or 0)
+
+    import uvicorn
+
+    from diracx.core.settings import ServiceSettings
+    from diracx.db.migrate import upgrade
+    from diracx.routers.factory import create_app
+
+    settings = ServiceSettings()
+    if not args.no_migrate:
+        upgrade(settings.resolved_db_url())
+    uvicorn.run(create_app(settings), host=args.host, port=args.port or 8000, log_level="info")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

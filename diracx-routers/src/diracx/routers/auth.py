@@ -1,0 +1,124 @@
+"""Who is calling, and who may call what: the authentication seam and access policies.
+
+For now the only identity is the engine's local user, who presents the
+service's static bearer token (``DIRACX_SERVICE_TOKEN``). Issue 6 (OAuth2/JWT,
+VOs) replaces ``verify_token``; routes keep declaring their policy the same way.
+
+This module deliberately does not use ``from __future__ import annotations``:
+policies are callable instances, and FastAPI reads their ``__call__`` signature.
+"""
+
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, ClassVar
+
+from fastapi import Depends, HTTPException, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+
+from diracx.core.settings import ServiceSettings
+from diracx.routers.dependencies import get_settings
+from diracx.routers.errors import ErrorResponse
+
+NORMAL_USER = "NormalUser"
+
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    description="The service token (the embedded engine mints it for its local user).",
+)
+
+
+class AuthorizedUser(BaseModel):
+    """The identity a request acts for."""
+
+    sub: str
+    vo: str
+    properties: list[str]
+
+
+LOCAL_USER = AuthorizedUser(sub="local", vo="local", properties=[NORMAL_USER])
+
+
+def unauthorized(message: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED, detail=message, headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+def authenticate(token: str, settings: ServiceSettings) -> AuthorizedUser:
+    """The user a bearer token stands for; raises 401 if the token is not accepted."""
+    expected = settings.service_token
+    if expected is None:
+        raise unauthorized(
+            "this service accepts no token: it was started without DIRACX_SERVICE_TOKEN"
+        )
+    if not secrets.compare_digest(token.encode(), expected.get_secret_value().encode()):
+        raise unauthorized("invalid bearer token: check DIRACX_TOKEN or log in again")
+    return LOCAL_USER
+
+
+async def verify_token(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    settings: Annotated[ServiceSettings, Depends(get_settings)],
+) -> AuthorizedUser:
+    """The caller's identity, from the ``Authorization: Bearer`` header (401 without one)."""
+    if credentials is None:
+        raise unauthorized("authentication required: send 'Authorization: Bearer <token>'")
+    return authenticate(credentials.credentials, settings)
+
+
+CurrentUser = Annotated[AuthorizedUser, Depends(verify_token)]
+
+
+class AccessPolicy:
+    """Who may call a route. An instance is a FastAPI dependency; ``DiracxRouter`` applies
+    its policy to every route it holds, and the app refuses routes without one."""
+
+    public: ClassVar[bool] = False
+    # Subclasses define ``async def __call__(self, ...)`` with the dependencies they need.
+    __call__: Callable[..., Awaitable[object]]
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+    def responses(self) -> dict[int | str, dict[str, Any]]:
+        """The error responses this policy adds to the OpenAPI of its routes."""
+        return {
+            401: {"model": ErrorResponse, "description": "Missing or invalid bearer token"},
+            403: {"model": ErrorResponse, "description": "The caller may not use this route"},
+        }
+
+
+class PublicAccess(AccessPolicy):
+    """Anyone, without a token: health probes and discovery metadata only."""
+
+    public: ClassVar[bool] = True
+
+    async def __call__(self) -> None:
+        return None
+
+    def responses(self) -> dict[int | str, dict[str, Any]]:
+        return {}
+
+
+class PropertyAccess(AccessPolicy):
+    """A valid token whose user holds every one of *properties*."""
+
+    def __init__(self, *properties: str) -> None:
+        self.properties = frozenset(properties)
+
+    def describe(self) -> str:
+        return f"PropertyAccess({', '.join(sorted(self.properties))})"
+
+    async def __call__(self, user: CurrentUser) -> AuthorizedUser:
+        lacking = self.properties - set(user.properties)
+        if lacking:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                detail=f"user {user.sub!r} lacks the properties {', '.join(sorted(lacking))}",
+            )
+        return user
+
+
+# The policy of the pipeline, job, blob and realization routes.
+NormalUserAccess = PropertyAccess(NORMAL_USER)

@@ -1,0 +1,42 @@
+"""The service's shared objects, injected into handlers with ``Annotated[..., Depends(...)]``.
+
+The app's lifespan creates them and keeps them on ``app.state``; tests (or the
+engine) swap one through ``app.dependency_overrides[get_job_queue] = ...``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from diracx.core.settings import ServiceSettings
+from diracx.core.store import LocalStore
+from diracx.db.pipelines import PipelineDB
+from diracx.routers.queue import JobQueue
+
+
+def get_settings(request: Request) -> ServiceSettings:
+    settings: ServiceSettings = request.app.state.settings
+    return settings
+
+
+def get_pipeline_db(request: Request) -> PipelineDB:
+    db: PipelineDB = request.app.state.pipeline_db
+    return db
+
+
+def get_store(request: Request) -> LocalStore:
+    store: LocalStore = request.app.state.store
+    return store
+
+
+def get_job_queue(request: Request) -> JobQueue:
+    queue: JobQueue = request.app.state.job_queue
+    return queue
+
+
+Settings = Annotated[ServiceSettings, Depends(get_settings)]
+PipelineDBDep = Annotated[PipelineDB, Depends(get_pipeline_db)]
+StoreDep = Annotated[LocalStore, Depends(get_store)]
+JobQueueDep = Annotated[JobQueue, Depends(get_job_queue)]

@@ -1,0 +1,215 @@
+"""The embedded engine: the service and a worker on loopback, for one user's machine.
+
+``python -m diracx.routers serve --embedded`` (started on the fly by
+``diracx.api.connect()``) holds a lock on the data directory, migrates the
+database, recovers from a crash (jobs held by dead workers are rescheduled,
+Waiting jobs are queued again), mints a token for the local user, listens on
+a free loopback port, starts a worker process (``python -m diracx.tasks``) and
+writes ``engine.json`` so that later sessions reuse it. It stops itself after
+``engine_idle_timeout`` seconds without requests or live jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import fcntl
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from pydantic import SecretStr
+
+from diracx.core.settings import ServiceSettings
+from diracx.core.store import LocalStore
+from diracx.core.version import __version__
+from diracx.db.migrate import upgrade
+from diracx.db.pipelines import PipelineDB
+
+log = logging.getLogger(__name__)
+
+ENGINE_FILE = "engine.json"
+LOCK_FILE = "engine.lock"
+WATCH_SECONDS = 1.0
+PR_SET_PDEATHSIG = 1
+
+
+class EngineAlreadyRunning(RuntimeError):
+    pass
+
+
+def _die_with_parent() -> None:
+    """In the worker child: get SIGKILL when the engine dies, even by kill -9."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _lock(data_dir: Path) -> int:
+    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise EngineAlreadyRunning(f"another DiracX engine is running on {data_dir}") from None
+    return fd
+
+
+def write_private_json(path: Path, doc: dict[str, Any]) -> None:
+    """Write a file only the user can read, atomically (readers never see half of it)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(doc, f)
+    os.replace(tmp, path)
+
+
+class IdleTracker:
+    """ASGI middleware that remembers when the last request came."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
+        self.app = app
+        self.last_request = time.monotonic()
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            self.last_request = time.monotonic()
+        await self.app(scope, receive, send)
+        if scope["type"] == "http":
+            self.last_request = time.monotonic()
+
+
+class EmbeddedEngine:
+    def __init__(self, settings: ServiceSettings, port: int = 0) -> None:
+        self.settings = settings
+        self.port = port
+        self.data_dir = settings.data_dir
+        self.worker: subprocess.Popen[bytes] | None = None
+
+    def prepare(self) -> None:
+        """Lock the data directory, migrate and clean up what a crash left behind."""
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock_fd = _lock(self.data_dir)
+        upgrade(self.settings.resolved_db_url())
+        # Nothing else uses these while we hold the lock: whatever is there is debris.
+        LocalStore(self.settings.resolved_store_path()).clear_tmp()
+        shutil.rmtree(self.settings.scratch_dir, ignore_errors=True)
+        shutil.rmtree(self.settings.broker_dir, ignore_errors=True)
+        self.settings.service_token = SecretStr(secrets.token_urlsafe(32))
+
+    def start_worker(self) -> None:
+        env = os.environ.copy()
+        env["DIRACX_DATA_DIR"] = str(self.data_dir)
+        log_file = open(self.data_dir / "worker.log", "ab")  # noqa: SIM115 - owned by the child
+        self.worker = subprocess.Popen(
+            [sys.executable, "-m", "diracx.tasks", "worker", "--concurrency", "4"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
+        log_file.close()
+
+    def stop_worker(self) -> None:
+        if self.worker and self.worker.poll() is None:
+            self.worker.terminate()
+            try:
+                self.worker.wait(10)
+            except subprocess.TimeoutExpired:
+                self.worker.kill()
+                self.worker.wait()
+
+    async def recover(
+        self, db: PipelineDB, enqueue: Callable[[list[int]], Awaitable[None]]
+    ) -> None:
+        """Jobs held by workers that are gone go back to Waiting; every Waiting job is queued."""
+        await db.reschedule_orphans(live_workers=[])
+        waiting = await db.waiting_jobs()
+        if waiting:
+            log.warning("requeueing %d waiting jobs", len(waiting))
+            await enqueue(waiting)
+
+    async def serve(self) -> None:
+        from diracx.routers.factory import create_app
+        from diracx.routers.queue import CeleryJobQueue
+
+        self.prepare()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        self.start_worker()
+        db = PipelineDB.from_url(self.settings.resolved_db_url())
+        queue = CeleryJobQueue(self.settings)
+        await self.recover(db, queue.enqueue)
+        tracker = IdleTracker(create_app(self.settings))
+        server = uvicorn.Server(
+            uvicorn.Config(tracker, log_level="warning", lifespan="on", access_log=False)
+        )
+        engine_file = self.data_dir / ENGINE_FILE
+        assert self.settings.service_token is not None
+        write_private_json(
+            engine_file,
+            {
+                "url": url,
+                "token": self.settings.service_token.get_secret_value(),
+                "pid": os.getpid(),
+                "version": __version__,
+                "started": time.time(),
+            },
+        )
+        watchdog = asyncio.create_task(self._watch(server, tracker, db, queue.enqueue))
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            watchdog.cancel()
+            with contextlib.suppress(FileNotFoundError):
+                if json.loads(engine_file.read_text()).get("pid") == os.getpid():
+                    engine_file.unlink()
+            self.stop_worker()
+            await db.close()
+
+    async def _watch(
+        self,
+        server: uvicorn.Server,
+        tracker: IdleTracker,
+        db: PipelineDB,
+        enqueue: Callable[[list[int]], Awaitable[None]],
+    ) -> None:
+        """Restart a worker that died; stop the engine once it has been idle long enough."""
+        while True:
+            await asyncio.sleep(WATCH_SECONDS)
+            if self.worker is not None and self.worker.poll() is not None:
+                log.error("the worker exited with %s; restarting it", self.worker.returncode)
+                self.start_worker()
+                await self.recover(db, enqueue)
+            idle = time.monotonic() - tracker.last_request
+            if idle > self.settings.engine_idle_timeout and await db.live_job_count() == 0:
+                log.warning("idle for %.0f s: stopping", idle)
+                server.should_exit = True
+                return
+
+
+def serve_embedded(port: int = 0) -> int:
+    settings = ServiceSettings()
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        asyncio.run(EmbeddedEngine(settings, port).serve())
+    except EngineAlreadyRunning as exc:
+        print(f"diracx engine: {exc}", file=sys.stderr)
+        return 3
+    return 0

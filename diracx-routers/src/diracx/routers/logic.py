@@ -1,0 +1,168 @@
+"""What the service does, apart from HTTP: submissions, following events, receiving blobs.
+
+The handlers only parse, call these functions and shape responses.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import anyio
+import anyio.to_thread
+
+from diracx.core.derivation import Derivation, PipelineSubmission, TreeInput, plan_order
+from diracx.core.exceptions import (
+    CorruptObjectError,
+    DiracxError,
+    InvalidPipelineError,
+    InvalidTreeError,
+    ObjectNotFoundError,
+)
+from diracx.core.models import BlobInfo, PipelineEvents, PipelineInfo
+from diracx.core.store import CHUNK_SIZE, BlobWriter, LocalStore
+from diracx.core.tree import load_tree
+from diracx.db.pipelines import PipelineDB
+from diracx.routers.queue import JobQueue
+
+MAX_WAIT = 30.0  # seconds a long poll may last
+POLL_INTERVAL = 0.01  # seconds between two looks at the database while long-polling
+
+
+class PipelineNotFoundError(ObjectNotFoundError):
+    pass
+
+
+class InvalidUploadError(DiracxError):
+    """An upload whose bytes do not hash to the digest in its URL (a 400)."""
+
+
+# -- submission ------------------------------------------------------------------------
+
+
+async def submit(
+    submission: PipelineSubmission,
+    owner: str,
+    db: PipelineDB,
+    store: LocalStore,
+    queue: JobQueue,
+) -> PipelineInfo:
+    """Check a submission without trusting the client, record it, queue its ready jobs.
+
+    Nothing is stored for a rejected pipeline: every check happens before the
+    single transaction of ``PipelineDB.submit``.
+    """
+    ordered = await anyio.to_thread.run_sync(instantiate, submission, store)
+    outcome = await db.submit(owner, ordered, submission.targets)
+    await queue.enqueue(outcome.ready)
+    return outcome.pipeline
+
+
+def instantiate(submission: PipelineSubmission, store: LocalStore) -> list[tuple[str, Derivation]]:
+    """Blocking: re-derive every DRef, check the graph, check the store has every tree."""
+    ordered = plan_order(submission)
+    check_trees_present(store, ordered)
+    return ordered
+
+
+def tree_labels(drv: Derivation) -> dict[str, str]:
+    """How to name each tree a derivation needs, for error messages."""
+    labels = {
+        inp.tree: f"input {name!r}"
+        for name, inp in sorted(drv.inputs.items())
+        if isinstance(inp, TreeInput)
+    }
+    source = drv.builder.get("source")
+    if isinstance(source, str):
+        labels.setdefault(source, "python source")
+    return {digest: labels.get(digest, "tree") for digest in sorted(drv.tree_digests())}
+
+
+def check_trees_present(store: LocalStore, ordered: list[tuple[str, Derivation]]) -> None:
+    """Every tree the derivations use, and every blob it lists, must be in the store."""
+    checked: set[str] = set()
+    for _, drv in ordered:
+        for digest, label in tree_labels(drv).items():
+            if digest in checked:
+                continue
+            where = f"stage {drv.name!r} {label}"
+            if not store.has(digest):
+                raise InvalidPipelineError(
+                    f"{where}: tree {digest} is not in the store: upload it first"
+                )
+            try:
+                tree = load_tree(store, digest)
+            except InvalidTreeError as exc:
+                raise InvalidPipelineError(f"{where}: blob {digest} is not a tree: {exc}") from None
+            paths = {e.digest: p for p, e in sorted(tree.entries.items()) if e.digest}
+            missing = store.missing(sorted(tree.blob_digests()))
+            if missing:
+                more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+                raise InvalidPipelineError(
+                    f"{where}: tree {digest} lists blob {missing[0]} ({paths[missing[0]]!r}), "
+                    f"which is not in the store{more}: upload it first"
+                )
+            checked.add(digest)
+
+
+# -- following a pipeline ----------------------------------------------------------------
+
+
+async def wait_for_events(
+    db: PipelineDB, pipeline_id: int, after: int, wait: float
+) -> PipelineEvents:
+    """Events after *after*; with *wait*, a long poll: return as soon as there are new
+    events or the pipeline is finished, else an empty list after *wait* seconds."""
+    deadline = time.monotonic() + min(max(wait, 0.0), MAX_WAIT)
+    while True:
+        events = await db.pipeline_events(pipeline_id, after=after)
+        if events is None:
+            raise PipelineNotFoundError(f"pipeline {pipeline_id} does not exist")
+        if events.events or events.finished or time.monotonic() >= deadline:
+            return events
+        await anyio.sleep(POLL_INTERVAL)
+
+
+# -- blobs -------------------------------------------------------------------------------
+
+
+def _open_upload(store: LocalStore, digest: str) -> BlobInfo | BlobWriter:
+    """The blob if the store has it, else a writer for it."""
+    if store.has(digest):
+        return BlobInfo(digest=digest, size=store.size(digest))
+    return store.writer()
+
+
+async def receive_blob(
+    store: LocalStore, digest: str, chunks: AsyncIterator[bytes]
+) -> tuple[BlobInfo, bool]:
+    """Store an upload if its bytes hash to *digest*; return the blob and whether it is new.
+
+    The body is written in chunks of about ``CHUNK_SIZE`` off the event loop; a
+    body that hashes to anything else is refused and nothing is stored.
+    """
+    existing = await anyio.to_thread.run_sync(_open_upload, store, digest)
+    if isinstance(existing, BlobInfo):
+        async for _ in chunks:  # drain the body: the blob is already there
+            pass
+        return existing, False
+    with existing as writer:
+        pending: list[bytes] = []
+        pending_size = 0
+        async for chunk in chunks:
+            pending.append(chunk)
+            pending_size += len(chunk)
+            if pending_size >= CHUNK_SIZE:
+                await anyio.to_thread.run_sync(writer.write, b"".join(pending))
+                pending, pending_size = [], 0
+        data = b"".join(pending)
+
+        def finish() -> tuple[str, int]:
+            writer.write(data)
+            return writer.commit(digest)
+
+        try:
+            _, size = await anyio.to_thread.run_sync(finish)
+        except CorruptObjectError as exc:
+            raise InvalidUploadError(f"upload refused, nothing stored: {exc}") from None
+    return BlobInfo(digest=digest, size=size), True

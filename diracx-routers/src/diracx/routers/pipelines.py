@@ -1,0 +1,68 @@
+"""Submit pipelines and follow them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Query, status
+
+from diracx.core.derivation import PipelineSubmission
+from diracx.core.models import PipelineEvents, PipelineInfo, SubmitResponse
+from diracx.routers.auth import CurrentUser, NormalUserAccess
+from diracx.routers.dependencies import JobQueueDep, PipelineDBDep, StoreDep
+from diracx.routers.errors import ErrorResponse
+from diracx.routers.logic import MAX_WAIT, PipelineNotFoundError, submit, wait_for_events
+from diracx.routers.params import PipelineId
+from diracx.routers.routing import DiracxRouter
+
+router = DiracxRouter(policy=NormalUserAccess, prefix="/pipelines", tags=["pipelines"])
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "No such pipeline"}
+}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={400: {"model": ErrorResponse, "description": "The pipeline is invalid"}},
+)
+async def submit_pipeline(
+    submission: PipelineSubmission,
+    user: CurrentUser,
+    db: PipelineDBDep,
+    store: StoreDep,
+    queue: JobQueueDep,
+) -> SubmitResponse:
+    """Submit a pipeline: the server re-derives and checks it, reuses what is realized and
+    queues jobs for the rest. A rejected pipeline leaves nothing behind."""
+    pipeline = await submit(submission, owner=user.sub, db=db, store=store, queue=queue)
+    return SubmitResponse(pipeline=pipeline)
+
+
+@router.get("/{pipeline_id}", responses=NOT_FOUND)
+async def get_pipeline(pipeline_id: PipelineId, db: PipelineDBDep) -> PipelineInfo:
+    """A pipeline with each stage: cached, or the job that builds it."""
+    info = await db.get_pipeline(pipeline_id)
+    if info is None:
+        raise PipelineNotFoundError(f"pipeline {pipeline_id} does not exist")
+    return info
+
+
+@router.get("/{pipeline_id}/events", responses=NOT_FOUND)
+async def pipeline_events(
+    pipeline_id: PipelineId,
+    db: PipelineDBDep,
+    after: Annotated[int, Query(ge=0, description="return events after this event id")] = 0,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=MAX_WAIT,
+            description="seconds to wait for a new event (long poll); 0 answers at once",
+        ),
+    ] = 0,
+) -> PipelineEvents:
+    """Status changes of the pipeline's jobs since *after*; with *wait*, a long poll that
+    returns as soon as something happens or the pipeline is finished."""
+    return await wait_for_events(db, pipeline_id, after=after, wait=wait)

@@ -1,0 +1,107 @@
+"""The job queue: tells workers that jobs are Waiting, by sending Celery messages by task name.
+
+The service never imports ``diracx.tasks``: it sends ``diracx.core.broker.REALIZE_TASK``
+with the job ids in batches. The database is the source of truth and the broker
+only delivers: a message that is lost is sent again by the engine's requeue of
+Waiting jobs, so a failure to send is logged, not reported to the submitter.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+import anyio
+import anyio.to_thread
+
+from diracx.core.broker import REALIZE_BATCH, REALIZE_TASK, celery_config, ensure_broker_dirs
+from diracx.core.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+logger = logging.getLogger(__name__)
+
+
+def batches(job_ids: Sequence[int], size: int = REALIZE_BATCH) -> list[list[int]]:
+    return [list(job_ids[i : i + size]) for i in range(0, len(job_ids), size)]
+
+
+class JobQueue(Protocol):
+    """Where Waiting jobs are announced to workers."""
+
+    async def enqueue(self, job_ids: Sequence[int]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class CeleryJobQueue:
+    """Sends ``REALIZE_TASK`` messages with a Celery producer (no worker code imported)."""
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.settings = settings
+        self._celery: Celery | None = None
+        self._lock = threading.Lock()
+        # One sender thread at a time: messages keep their order, the producer is not shared.
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    @property
+    def celery(self) -> Celery:
+        with self._lock:
+            if self._celery is None:
+                from celery import Celery  # imported on first use: it takes ~0.25 s
+
+                ensure_broker_dirs(self.settings)
+                app = Celery("diracx-routers", set_as_current=False)
+                app.conf.update(celery_config(self.settings))
+                self._celery = app
+            return self._celery
+
+    def warm_up(self) -> None:
+        """Import Celery in a background thread, so that neither the start nor the
+        first submission waits for it."""
+        threading.Thread(
+            target=lambda: self.celery, name="diracx-queue-warm-up", daemon=True
+        ).start()
+
+    def send(self, job_ids: Sequence[int]) -> None:
+        """Blocking: one message per batch of job ids."""
+        for batch in batches(job_ids):
+            self.celery.send_task(REALIZE_TASK, args=[batch])
+
+    async def enqueue(self, job_ids: Sequence[int]) -> None:
+        if not job_ids:
+            return
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(1)
+        try:
+            await anyio.to_thread.run_sync(self.send, list(job_ids), limiter=self._limiter)
+        except Exception:
+            logger.exception(
+                "could not queue jobs %s; they stay Waiting and will be queued again", job_ids
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._celery is not None:
+                self._celery.close()
+                self._celery = None
+
+
+class RecordingJobQueue:
+    """Keeps the batches it is given: for tests, and for a service that runs no workers."""
+
+    def __init__(self) -> None:
+        self.sent: list[list[int]] = []
+
+    @property
+    def job_ids(self) -> list[int]:
+        return [j for batch in self.sent for j in batch]
+
+    async def enqueue(self, job_ids: Sequence[int]) -> None:
+        self.sent.extend(batches(job_ids))
+
+    def close(self) -> None:
+        pass

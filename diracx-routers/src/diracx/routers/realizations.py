@@ -1,0 +1,31 @@
+"""Read realizations: what was built, from what, with which output."""
+
+from __future__ import annotations
+
+from diracx.core.exceptions import ObjectNotFoundError
+from diracx.core.models import RealizationInfo
+from diracx.routers.auth import NormalUserAccess
+from diracx.routers.dependencies import PipelineDBDep
+from diracx.routers.errors import ErrorResponse
+from diracx.routers.params import DRefPath, RRefPath
+from diracx.routers.routing import DiracxRouter
+
+router = DiracxRouter(policy=NormalUserAccess, tags=["realizations"])
+
+
+@router.get(
+    "/realizations/{rref}",
+    responses={404: {"model": ErrorResponse, "description": "No such realization"}},
+)
+async def get_realization(rref: RRefPath, db: PipelineDBDep) -> RealizationInfo:
+    """One realization."""
+    info = await db.get_realization(rref)
+    if info is None:
+        raise ObjectNotFoundError(f"realization {rref} does not exist")
+    return info
+
+
+@router.get("/derivations/{dref}/realizations")
+async def list_realizations(dref: DRefPath, db: PipelineDBDep) -> list[RealizationInfo]:
+    """Every realization of a derivation, oldest first (empty if it was never built)."""
+    return await db.realizations_of(dref)

@@ -1,0 +1,147 @@
+"""The app as a whole: spec, health, metadata, the Celery job queue, service selection."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from diracx.core.broker import REALIZE_BATCH, REALIZE_TASK
+from diracx.core.derivation import Derivation
+from diracx.core.settings import ServiceSettings
+from diracx.routers import create_app, factory
+from diracx.routers.queue import CeleryJobQueue
+
+OPERATION_IDS = {
+    "submit_pipeline",
+    "get_pipeline",
+    "pipeline_events",
+    "get_job",
+    "missing_blobs",
+    "upload_blob",
+    "download_blob",
+    "get_realization",
+    "list_realizations",
+    "get_metadata",
+    "live",
+    "ready",
+}
+
+
+def test_openapi_spec_is_public_and_names_every_operation(anonymous: TestClient) -> None:
+    r = anonymous.get("/api/openapi.json")
+    assert r.status_code == 200
+    spec = r.json()
+    ops = {op["operationId"]: op for path in spec["paths"].values() for op in path.values()}
+    assert set(ops) == OPERATION_IDS
+    assert all(op["tags"] for op in ops.values())
+    assert "HTTPBearer" in spec["components"]["securitySchemes"]
+    assert "security" in ops["submit_pipeline"] and "security" not in ops["live"]
+    upload = ops["upload_blob"]["requestBody"]["content"]
+    assert upload == {
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+    }
+    # errors are documented with their real shape
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    assert ops["submit_pipeline"]["responses"]["422"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ValidationErrorResponse"
+    }
+    assert anonymous.get("/api/docs").status_code == 200
+
+
+def test_health(client: TestClient, anonymous: TestClient) -> None:
+    assert anonymous.get("/api/health/live").json() == {"status": "live"}
+    assert anonymous.get("/api/health/ready").json() == {"status": "ready"}
+
+
+def test_not_ready_when_the_database_does_not_answer(tmp_path: Path) -> None:
+    settings = ServiceSettings(
+        data_dir=tmp_path, db_url=f"sqlite+aiosqlite:///{tmp_path}/no/such/dir/x.db"
+    )
+    with TestClient(create_app(settings, job_queue=None)) as c:
+        r = c.get("/api/health/ready")
+        assert r.status_code == 503
+        assert r.json()["detail"].startswith("the database does not answer")
+        assert c.get("/api/health/live").status_code == 200
+
+
+def test_metadata(anonymous: TestClient, settings: ServiceSettings) -> None:
+    meta = anonymous.get("/.well-known/dirac-metadata").json()
+    assert {"process", "python"} <= set(meta["executors"])
+    assert meta["min_client_version"] == settings.min_client_version
+    assert meta["version"]
+
+
+# -- the real Celery producer, on the filesystem transport ---------------------------------
+
+
+def read_messages(settings: ServiceSettings) -> list[dict[str, Any]]:
+    """The messages waiting in the filesystem broker, oldest first."""
+    files = sorted((settings.broker_dir / "queue").iterdir())
+    return [json.loads(f.read_bytes()) for f in files]
+
+
+def task_of(message: dict[str, Any]) -> tuple[str, list[Any]]:
+    body = json.loads(base64.b64decode(message["body"]))
+    return message["headers"]["task"], body[0]
+
+
+def test_celery_queue_writes_messages_by_task_name(tmp_path: Path) -> None:
+    settings = ServiceSettings(data_dir=tmp_path)
+    queue = CeleryJobQueue(settings)
+    try:
+        anyio.run(queue.enqueue, list(range(1, REALIZE_BATCH + 6)))
+    finally:
+        queue.close()
+    # (the transport names files by millisecond: messages of the same one come in any order)
+    messages = sorted(task_of(m) for m in read_messages(settings))
+    assert messages == [
+        (REALIZE_TASK, [list(range(1, REALIZE_BATCH + 1))]),
+        (REALIZE_TASK, [list(range(REALIZE_BATCH + 1, REALIZE_BATCH + 6))]),
+    ]
+
+
+def test_submission_queues_a_celery_message(tmp_path: Path, db_url: str) -> None:
+    from diracx.db.migrate import upgrade
+
+    upgrade(db_url)
+    settings = ServiceSettings(data_dir=tmp_path, db_url=db_url, service_token=SecretStr("t"))
+    drv = Derivation(name="a", builder={"executor": "process", "argv": ["true"]})
+    body = {"derivations": {drv.dref: drv.model_dump(mode="json")}, "targets": [drv.dref]}
+    with TestClient(create_app(settings), headers={"Authorization": "Bearer t"}) as c:
+        r = c.post("/api/pipelines", json=body)
+        assert r.status_code == 201
+        job_id = r.json()["pipeline"]["stages"][0]["job_id"]
+        deadline = time.monotonic() + 10
+        while not list((settings.broker_dir / "queue").iterdir()):
+            assert time.monotonic() < deadline, "no message was queued"
+            time.sleep(0.01)
+    assert [task_of(m) for m in read_messages(settings)] == [(REALIZE_TASK, [[job_id]])]
+
+
+# -- services from entry points ------------------------------------------------------------
+
+
+def test_an_extension_overrides_a_service_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    ours = list(entry_points(group=factory.SERVICES_GROUP))
+    assert {ep.name for ep in ours} >= {"pipelines", "jobs", "blobs", "health", "well_known"}
+    theirs = EntryPoint(
+        name="jobs", value="myext.routers.jobs:router", group=factory.SERVICES_GROUP
+    )
+    monkeypatch.setattr(factory, "entry_points", lambda group: [*ours, theirs])
+    chosen = factory.select_services()
+    assert chosen["jobs"].value == "myext.routers.jobs:router"
+    assert chosen["pipelines"].value == "diracx.routers.pipelines:router"
+
+    twice = EntryPoint(name="jobs", value="other.jobs:router", group=factory.SERVICES_GROUP)
+    monkeypatch.setattr(factory, "entry_points", lambda group: [*ours, theirs, twice])
+    with pytest.raises(RuntimeError, match="several extensions provide the service 'jobs'"):
+        factory.select_services()

@@ -1,0 +1,1 @@
+"""DiracX workers: the Celery app, the realize task, executors and periodic tasks."""

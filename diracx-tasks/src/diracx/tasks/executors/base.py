@@ -1,0 +1,160 @@
+"""The executor interface, and what every executor shares: the scratch layout and the environment.
+
+An executor runs one build in a scratch directory prepared by the worker::
+
+    scratch/
+      inputs/<name>/   each input's output tree, materialized read-only (by the worker)
+      source/          python executor: the module's source tree (by the worker)
+      out/             empty; the build writes its outputs here ($OUT)
+      work/            the working directory and $HOME
+      tmp/             $TMPDIR
+      config.json      the derivation's config, canonical JSON ($DIRACX_CONFIG)
+      log              stdout and stderr of the build, interleaved (by the executor)
+
+``build`` never raises for a failing build: the failure is a ``BuildResult`` with
+``ok=False`` and a short reason, also appended to the log as ``diracx: <reason>``.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import ClassVar
+
+from diracx.core.builders import ProcessBuilder
+from diracx.core.canonical import canonical_json
+from diracx.core.derivation import Derivation
+from diracx.core.exceptions import UnknownExecutorError
+
+ENTRY_POINT_GROUP = "diracx.executors"
+BUILTIN_DISTRIBUTION = "diracx-tasks"
+
+# The only PATH a build sees: nothing of the worker's environment leaks in.
+BUILD_PATH = "/usr/local/bin:/usr/bin:/bin"
+LOG_NAME = "log"
+CONFIG_NAME = "config.json"
+SCRATCH_DIRS = ("inputs", "out", "work", "tmp")
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """One build of one derivation, in a scratch directory the worker has prepared."""
+
+    job_id: int
+    dref: str
+    derivation: Derivation
+    scratch: Path
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """How a build ended.
+
+    ``returncode`` is the exit status; negative (``-N``) when the build was killed
+    by signal N; None when it never started or was killed for its timeout.
+    ``reason`` is "" when ``ok``, else short and meant for a human.
+    """
+
+    ok: bool
+    returncode: int | None
+    reason: str
+    duration: float
+
+
+class Executor(ABC):
+    """Runs one kind of builder. One instance serves every build of a worker process."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    async def build(self, request: BuildRequest) -> BuildResult:
+        """Run the build; write its log to ``scratch/log``; never raise for a failing build."""
+
+
+@cache
+def load_executors() -> dict[str, Executor]:
+    """Executors by name, from the ``diracx.executors`` entry points, instantiated once.
+
+    An extension's executor overrides a built-in one of the same name.
+    """
+    classes: dict[str, type[Executor]] = {}
+    builtin: set[str] = set()
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        is_builtin = ep.dist is not None and _normalize(ep.dist.name) == BUILTIN_DISTRIBUTION
+        if ep.name in classes and is_builtin and ep.name not in builtin:
+            continue  # an extension already provides this name
+        cls = ep.load()
+        if not (isinstance(cls, type) and issubclass(cls, Executor)):
+            raise TypeError(
+                f"entry point {ENTRY_POINT_GROUP}:{ep.name} = {ep.value} is not an Executor class"
+            )
+        classes[ep.name] = cls
+        if is_builtin:
+            builtin.add(ep.name)
+        else:
+            builtin.discard(ep.name)
+    return {name: cls() for name, cls in classes.items()}
+
+
+def get_executor(name: str) -> Executor:
+    """The executor called *name*, or UnknownExecutorError naming the ones installed."""
+    executors = load_executors()
+    try:
+        return executors[name]
+    except KeyError:
+        known = ", ".join(sorted(executors))
+        raise UnknownExecutorError(
+            f"unknown executor {name!r}; this worker knows: {known}"
+        ) from None
+
+
+def _normalize(dist_name: str) -> str:
+    return dist_name.replace("_", "-").replace(".", "-").lower()
+
+
+def prepare_scratch(scratch: Path, derivation: Derivation) -> None:
+    """Create ``inputs/ out/ work/ tmp/`` and write ``config.json``.
+
+    The worker materializes the inputs (and a python stage's ``source/``) itself.
+    """
+    for sub in SCRATCH_DIRS:
+        os.makedirs(os.path.join(scratch, sub), exist_ok=True)
+    with open(os.path.join(scratch, CONFIG_NAME), "wb") as f:
+        f.write(canonical_json(derivation.config))
+
+
+def build_env(request: BuildRequest) -> dict[str, str]:
+    """The whole environment of a build: nothing of the worker's own leaks in.
+
+    ``PATH``, ``HOME`` (= work/), ``TMPDIR``, ``LANG``, ``OUT``, ``INPUTS``,
+    ``IN_<NAME>`` for each input (the name upper-cased), ``DIRACX_CONFIG``, then
+    the stage's own ``env`` (process builders), and ``DIRACX_IN_BUILDER=1``.
+    """
+    spec = request.derivation.builder_spec()
+    extra = spec.env if isinstance(spec, ProcessBuilder) else {}
+    return make_env(os.path.abspath(request.scratch), request.derivation, extra)
+
+
+def make_env(scratch: str, derivation: Derivation, extra: Mapping[str, str]) -> dict[str, str]:
+    """``build_env`` for an absolute scratch path and a builder already parsed."""
+    inputs = os.path.join(scratch, "inputs")
+    env = {
+        "PATH": BUILD_PATH,
+        "HOME": os.path.join(scratch, "work"),
+        "TMPDIR": os.path.join(scratch, "tmp"),
+        "LANG": "C.UTF-8",
+        "OUT": os.path.join(scratch, "out"),
+        "INPUTS": inputs,
+        "DIRACX_CONFIG": os.path.join(scratch, CONFIG_NAME),
+    }
+    for name in sorted(derivation.inputs):
+        env["IN_" + name.upper()] = os.path.join(inputs, name)
+    env.update(extra)
+    # diracx.api refuses to start a pipeline from inside a build.
+    env["DIRACX_IN_BUILDER"] = "1"
+    return env

@@ -1,0 +1,178 @@
+"""The worker runtime: claim jobs, build them, ingest outputs, record the results.
+
+One runtime per worker process, on its own event loop thread. Celery tasks hand
+it batches of job ids; it claims them (a conditional update: exactly one worker
+wins each), runs up to ``worker_slots`` builds at once, and commits finished
+builds in batches. A commit releases dependents whose inputs are now all
+realized and claims as many as there are free slots, so a chain runs on without
+a round trip through the broker; the rest go back to the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import shutil
+import socket
+from collections import deque
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from diracx.core.derivation import TreeInput, realization_ref
+from diracx.core.settings import ServiceSettings
+from diracx.core.store import LocalStore
+from diracx.core.tree import ingest_directory, load_tree, make_writable, materialize_tree
+from diracx.db.pipelines import BuildFailure, BuildSuccess, ClaimedJob, PipelineDB
+from diracx.tasks.executors.base import BuildRequest, get_executor, prepare_scratch
+
+log = logging.getLogger(__name__)
+
+Enqueue = Callable[[Sequence[int]], None]
+HEARTBEAT_SECONDS = 10.0
+BuildOutcome = BuildSuccess | BuildFailure
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class WorkerRuntime:
+    """Builds jobs for one worker process."""
+
+    def __init__(self, settings: ServiceSettings, enqueue: Enqueue, worker_id: str | None = None):
+        self.settings = settings
+        self.worker_id = worker_id or new_worker_id()
+        self.db = PipelineDB.from_url(settings.resolved_db_url())
+        self.store = LocalStore(settings.resolved_store_path())
+        self.scratch_root = settings.scratch_dir / self.worker_id
+        self.slots = settings.worker_slots
+        self.enqueue = enqueue
+        self._busy = 0  # builds running or claimed and about to run, over all batches
+        self._running: set[int] = set()
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.scratch_root.mkdir(parents=True, exist_ok=True)
+        await self.db.register_worker(self.worker_id, socket.gethostname(), os.getpid())
+        self._heartbeat = asyncio.create_task(self._heartbeat_loop())
+
+    async def close(self) -> None:
+        if self._heartbeat:
+            self._heartbeat.cancel()
+        await self.db.close()
+        shutil.rmtree(self.scratch_root, ignore_errors=True)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            try:
+                await self.db.heartbeat(sorted(self._running))
+            except Exception:  # a missed heartbeat is not fatal; the next one may pass
+                log.warning("heartbeat failed", exc_info=True)
+
+    async def realize(self, job_ids: Sequence[int]) -> None:
+        """Claim what no other worker took and build it, following released dependents."""
+        claimed = await self.db.claim(job_ids, self.worker_id)
+        if claimed:
+            await self.run(claimed, started=False)
+
+    async def run(self, claimed: Sequence[ClaimedJob], *, started: bool) -> None:
+        queue: deque[ClaimedJob] = deque(claimed)
+        self._busy += len(queue)
+        builds: set[asyncio.Task[BuildOutcome]] = set()
+        try:
+            to_start = [] if started else [j.id for j in queue]
+            while queue or builds:
+                if to_start:
+                    await self.db.start(to_start, self.worker_id)
+                    to_start = []
+                while queue and len(builds) < self.slots:
+                    builds.add(asyncio.create_task(self._build(queue.popleft())))
+                finished, builds = await asyncio.wait(builds, return_when=asyncio.FIRST_COMPLETED)
+                outcomes = [t.result() for t in finished]
+                self._busy -= len(outcomes)
+                free = max(0, self.slots - self._busy)
+                result = await self.db.finish(
+                    self.worker_id,
+                    [o for o in outcomes if isinstance(o, BuildSuccess)],
+                    [o for o in outcomes if isinstance(o, BuildFailure)],
+                    claim_released=free,
+                )
+                self._busy += len(result.claimed)
+                queue.extend(result.claimed)  # already Running: claimed with start
+                if result.released:
+                    await asyncio.to_thread(self.enqueue, result.released)
+        finally:
+            self._busy -= len(queue) + len(builds)
+            for task in builds:
+                task.cancel()
+
+    async def _build(self, job: ClaimedJob) -> BuildOutcome:
+        """Materialize inputs, run the executor, ingest outputs; never raises."""
+        scratch = self.scratch_root / f"{job.id}-{job.attempt}"
+        started = datetime.now(UTC)
+        self._running.add(job.id)
+        try:
+            executor = get_executor(job.derivation.builder["executor"])
+            await asyncio.to_thread(self._prepare, job, scratch)
+            result = await executor.build(BuildRequest(job.id, job.dref, job.derivation, scratch))
+            return await asyncio.to_thread(
+                self._ingest, job, scratch, result.ok, result.reason, started
+            )
+        except Exception as exc:  # an infrastructure error fails this job, not the worker
+            log.exception("job %s failed in the worker", job.id)
+            return BuildFailure(job.id, f"worker error: {exc}", None)
+        finally:
+            self._running.discard(job.id)
+            await asyncio.to_thread(_remove_scratch, scratch)
+
+    def _prepare(self, job: ClaimedJob, scratch: Path) -> None:
+        if scratch.exists():  # left by an earlier attempt of this worker
+            _remove_scratch(scratch)
+        scratch.mkdir(parents=True)
+        prepare_scratch(scratch, job.derivation)
+        for name, tree in input_trees(job).items():
+            materialize_tree(self.store, load_tree(self.store, tree), scratch / "inputs" / name)
+        source = job.derivation.builder.get("source")
+        if job.derivation.builder["executor"] == "python" and isinstance(source, str):
+            materialize_tree(self.store, load_tree(self.store, source), scratch / "source")
+
+    def _ingest(
+        self, job: ClaimedJob, scratch: Path, ok: bool, reason: str, started: datetime
+    ) -> BuildOutcome:
+        log_path = scratch / "log"
+        log_digest = self.store.put_file(log_path, move=True)[0] if log_path.exists() else None
+        if not ok:
+            return BuildFailure(job.id, reason, log_digest)
+        tree = ingest_directory(self.store, scratch / "out", move=True)
+        context = {name: [r.rref] for name, r in job.inputs.items()}
+        return BuildSuccess(
+            job_id=job.id,
+            dref=job.dref,
+            output=tree.digest,
+            context=context,
+            rref=realization_ref(job.dref, context, tree.digest),
+            log=log_digest,
+            started=started,
+            finished=datetime.now(UTC),
+        )
+
+
+def input_trees(job: ClaimedJob) -> dict[str, str]:
+    """The tree each input of the job is materialized from: a tree input as given,
+    a derivation input as the output of the realization its matcher chose."""
+    trees: dict[str, str] = {}
+    for name, value in job.derivation.inputs.items():
+        if isinstance(value, TreeInput):
+            trees[name] = value.tree
+        else:
+            trees[name] = job.inputs[name].output
+    return trees
+
+
+def _remove_scratch(scratch: Path) -> None:
+    make_writable(scratch)
+    shutil.rmtree(scratch, ignore_errors=True)
