@@ -35,6 +35,8 @@ def celery_config(settings: ServiceSettings) -> dict[str, Any]:
             "data_folder_in": str(queue_dir),
             "data_folder_out": str(queue_dir),
             "processed_folder": str(settings.broker_dir / "processed"),
+            # kombu's default is ./control, under whatever directory the process runs in
+            "control_folder": str(settings.broker_dir / "control"),
             "store_processed": False,
             "polling_interval": 0.02,
         }
@@ -45,3 +47,4 @@ def ensure_broker_dirs(settings: ServiceSettings) -> None:
     if settings.resolved_broker_url().startswith("filesystem://"):
         (settings.broker_dir / "queue").mkdir(parents=True, exist_ok=True)
         (settings.broker_dir / "processed").mkdir(parents=True, exist_ok=True)
+        (settings.broker_dir / "control").mkdir(parents=True, exist_ok=True)
