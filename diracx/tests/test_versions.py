@@ -93,7 +93,7 @@ def test_installed_versions_reads_this_environment() -> None:
     dv.installed_versions.cache_clear()
     versions = dv.installed_versions()
     assert set(versions) == set(dv.PARTS)
-    assert versions["diracx-core"] == dv.__version__
+    assert versions["diracx-core"] == dv.core_version()
     assert dv.mismatch_message(versions) is None
 
 

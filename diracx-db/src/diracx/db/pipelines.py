@@ -243,11 +243,13 @@ class PipelineDB:
                     }
                 )
             if new_jobs:
+                # A plain executemany, then one query for the ids: RETURNING in an
+                # executemany runs row by row on SQLite.
+                await conn.execute(insert(jobs), new_jobs)
                 result = await conn.execute(
-                    insert(jobs).returning(jobs.c.id, jobs.c.dref, sort_by_parameter_order=True),
-                    new_jobs,
+                    select(jobs.c.dref, jobs.c.id).where(jobs.c.pipeline_id == pipeline_id)
                 )
-                stage_job.update({dref: job_id for job_id, dref in result})
+                stage_job.update({dref: job_id for dref, job_id in result})
             stage_job.update({dref: job_id for dref, (job_id, _) in live.items()})
 
             edges = [

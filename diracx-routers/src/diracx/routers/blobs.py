@@ -51,7 +51,10 @@ async def missing_blobs(request: MissingBlobsRequest, store: StoreDep) -> Missin
     status_code=status.HTTP_201_CREATED,
     responses={
         200: {"model": BlobInfo, "description": "The blob was already in the store"},
-        400: {"model": ErrorResponse, "description": "The body does not hash to the digest"},
+        400: {
+            "model": ErrorResponse,
+            "description": "The body does not hash to the digest (or the client is too old)",
+        },
     },
     openapi_extra={
         "requestBody": {

@@ -133,6 +133,10 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, internal_error_handler)
 
 
+# Added to the OpenAPI of every protected DiracX route.
+CLIENT_VERSION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Bad request, or a client older than the minimum"},
+}
 # Added to the OpenAPI of every DiracX route (instead of FastAPI's HTTPValidationError).
 VALIDATION_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {"model": ValidationErrorResponse, "description": "The request does not match the schema"},

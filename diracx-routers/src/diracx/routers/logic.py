@@ -30,7 +30,7 @@ POLL_INTERVAL = 0.01  # seconds between two looks at the database while long-pol
 
 
 class PipelineNotFoundError(ObjectNotFoundError):
-    pass
+    """No pipeline has this id (a 404)."""
 
 
 class InvalidUploadError(DiracxError):

@@ -25,7 +25,12 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses={400: {"model": ErrorResponse, "description": "The pipeline is invalid"}},
+    responses={
+        400: {
+            "model": ErrorResponse,
+            "description": "The pipeline is invalid (or the client too old)",
+        }
+    },
 )
 async def submit_pipeline(
     submission: PipelineSubmission,

@@ -12,7 +12,7 @@ from fastapi.params import Depends as DependsParam
 from starlette.routing import BaseRoute
 
 from diracx.routers.auth import AccessPolicy
-from diracx.routers.errors import VALIDATION_RESPONSES
+from diracx.routers.errors import CLIENT_VERSION_RESPONSES, VALIDATION_RESPONSES
 
 
 class UndeclaredAccessPolicyError(RuntimeError):
@@ -37,9 +37,12 @@ class DiracxRouter(APIRouter):
     ) -> None:
         if not isinstance(policy, AccessPolicy):
             raise TypeError(f"policy must be an AccessPolicy, not {policy!r}")
+        defaults = {**VALIDATION_RESPONSES, **policy.responses()}
+        if not policy.public:  # public routes are exempt from the client version check
+            defaults |= CLIENT_VERSION_RESPONSES
         super().__init__(
             dependencies=[Depends(policy), *(dependencies or [])],
-            responses={**VALIDATION_RESPONSES, **policy.responses(), **(responses or {})},
+            responses={**defaults, **(responses or {})},
             **kwargs,
         )
         self.policy = policy
