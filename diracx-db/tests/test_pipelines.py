@@ -7,7 +7,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from diracx.core.derivation import Derivation, DrvInput, PipelineSubmission, plan_order, realization_ref
+from diracx.core.derivation import (
+    Derivation,
+    DrvInput,
+    PipelineSubmission,
+    plan_order,
+    realization_ref,
+)
 from diracx.core.status import JobStatus
 from diracx.db.migrate import upgrade
 from diracx.db.pipelines import BuildFailure, BuildSuccess, ClaimedJob, PipelineDB
@@ -39,9 +45,8 @@ def submission(*drvs: Derivation) -> tuple[list[tuple[str, Derivation]], list[st
 def success(job: ClaimedJob, output: str = EMPTY_TREE) -> BuildSuccess:
     context = {name: [r.rref] for name, r in job.inputs.items()}
     now = datetime.now(UTC)
-    return BuildSuccess(
-        job.id, job.dref, output, context, realization_ref(job.dref, context, output), None, now, now
-    )
+    rref = realization_ref(job.dref, context, output)
+    return BuildSuccess(job.id, job.dref, output, context, rref, None, now, now)
 
 
 async def test_chain_releases_dependents_and_claims_them(db):
