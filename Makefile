@@ -64,7 +64,7 @@ pytest: sync postgresql
 	$(RUN) pytest $(PYTEST_ARGS)
 
 client: sync
-	$(RUN) python -m diracx.client.regenerate
+	$(RUN) python scripts/generate_client.py
 
 bench: sync
 	@shopt -s nullglob; scripts=(benchmarks/*.py); \

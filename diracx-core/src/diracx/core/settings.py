@@ -34,8 +34,9 @@ class ServiceSettings(BaseSettings):
     # The bearer token the service accepts for its local user (the embedded engine mints it)
     service_token: SecretStr | None = None
     min_client_version: str = "0.0.0"
-    # Builds run at once per worker process
-    worker_slots: int = Field(default_factory=lambda: max(2, os.cpu_count() or 1))
+    # Builds run at once per worker process. Short builds mostly wait on process
+    # start-up and I/O, so the default oversubscribes the cores; lower it for heavy builds.
+    worker_slots: int = Field(default_factory=lambda: 4 * (os.cpu_count() or 1), ge=1)
     # The embedded engine stops itself after this many idle seconds
     engine_idle_timeout: float = 600.0
 

@@ -14,7 +14,11 @@ def is_sqlite(url: str) -> bool:
 
 
 def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+    # SQLite has one writer at a time. Writers of this process queue for the one
+    # connection (an asyncio wait) instead of spinning in SQLite's busy handler,
+    # which sleeps for milliseconds at a time.
+    pool = {"pool_size": 1, "max_overflow": 0} if immediate else {}
+    engine = create_async_engine(url, connect_args={"timeout": 30}, **pool)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

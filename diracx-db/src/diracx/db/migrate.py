@@ -51,6 +51,9 @@ def upgrade(url: str, revision: str = "head") -> None:
     """Bring the database at *url* to *revision* (creating it from nothing if needed)."""
     if revision == "head" and sqlite_is_current(url):
         return
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     from alembic import command
 
     command.upgrade(alembic_config(url), revision)

@@ -16,7 +16,6 @@ import os
 import secrets
 import shutil
 import socket
-from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,7 +49,13 @@ class WorkerRuntime:
         self.scratch_root = settings.scratch_dir / self.worker_id
         self.slots = settings.worker_slots
         self.enqueue = enqueue
-        self._busy = 0  # builds running or claimed and about to run, over all batches
+        self.max_held = 2 * self.slots
+        self._slots = asyncio.Semaphore(self.slots)
+        self._held = 0  # jobs this worker holds: building or waiting for a slot
+        self._capacity = asyncio.Condition()
+        self._builds: set[asyncio.Task[None]] = set()
+        self._outcomes: asyncio.Queue[BuildOutcome] = asyncio.Queue()
+        self._committer: asyncio.Task[None] | None = None
         self._running: set[int] = set()
         self._heartbeat: asyncio.Task[None] | None = None
 
@@ -58,10 +63,12 @@ class WorkerRuntime:
         self.scratch_root.mkdir(parents=True, exist_ok=True)
         await self.db.register_worker(self.worker_id, socket.gethostname(), os.getpid())
         self._heartbeat = asyncio.create_task(self._heartbeat_loop())
+        self._committer = asyncio.create_task(self._commit_loop())
 
     async def close(self) -> None:
-        if self._heartbeat:
-            self._heartbeat.cancel()
+        for task in (self._heartbeat, self._committer, *self._builds):
+            if task is not None:
+                task.cancel()
         await self.db.close()
         shutil.rmtree(self.scratch_root, ignore_errors=True)
 
@@ -74,45 +81,65 @@ class WorkerRuntime:
                 log.warning("heartbeat failed", exc_info=True)
 
     async def realize(self, job_ids: Sequence[int]) -> None:
-        """Claim what no other worker took and build it, following released dependents."""
-        claimed = await self.db.claim(job_ids, self.worker_id)
-        if claimed:
-            await self.run(claimed, started=False)
+        """Claim the jobs no other worker took, as fast as this worker can take them on.
 
-    async def run(self, claimed: Sequence[ClaimedJob], *, started: bool) -> None:
-        queue: deque[ClaimedJob] = deque(claimed)
-        self._busy += len(queue)
-        builds: set[asyncio.Task[BuildOutcome]] = set()
-        try:
-            to_start = [] if started else [j.id for j in queue]
-            while queue or builds:
-                if to_start:
-                    await self.db.start(to_start, self.worker_id)
-                    to_start = []
-                while queue and len(builds) < self.slots:
-                    builds.add(asyncio.create_task(self._build(queue.popleft())))
-                finished, builds = await asyncio.wait(builds, return_when=asyncio.FIRST_COMPLETED)
-                outcomes = [t.result() for t in finished]
-                self._busy -= len(outcomes)
-                free = max(0, self.slots - self._busy)
-                result = await self.db.finish(
-                    self.worker_id,
-                    [o for o in outcomes if isinstance(o, BuildSuccess)],
-                    [o for o in outcomes if isinstance(o, BuildFailure)],
-                    claim_released=free,
-                )
-                self._busy += len(result.claimed)
-                queue.extend(result.claimed)  # already Running: claimed with start
+        Returns once every id is claimed (here or elsewhere); the builds go on in
+        the background. A worker holds at most ``2 * slots`` jobs, so a busy one
+        leaves the rest of a batch to idle workers instead of hoarding it.
+        """
+        remaining = list(job_ids)
+        while remaining:
+            async with self._capacity:
+                await self._capacity.wait_for(lambda: self._held < self.max_held)
+                take = remaining[: self.max_held - self._held]
+                remaining = remaining[len(take) :]
+                claimed = await self.db.claim(take, self.worker_id, start=True)
+                self._held += len(claimed)
+            self._start_builds(claimed)
+
+    def _start_builds(self, claimed: Sequence[ClaimedJob]) -> None:
+        for job in claimed:
+            task = asyncio.create_task(self._build_and_report(job))
+            self._builds.add(task)
+            task.add_done_callback(self._builds.discard)
+
+    async def _build_and_report(self, job: ClaimedJob) -> None:
+        await self._outcomes.put(await self._build(job))
+
+    async def _commit_loop(self) -> None:
+        """Record finished builds: everything that finished since the last commit goes
+        into one transaction (group commit), which also claims released dependents
+        for the free slots and queues the others through the broker."""
+        while True:
+            outcomes = [await self._outcomes.get()]
+            while not self._outcomes.empty():
+                outcomes.append(self._outcomes.get_nowait())
+            try:
+                async with self._capacity:
+                    self._held -= len(outcomes)
+                    result = await self.db.finish(
+                        self.worker_id,
+                        [o for o in outcomes if isinstance(o, BuildSuccess)],
+                        [o for o in outcomes if isinstance(o, BuildFailure)],
+                        claim_released=max(0, self.slots - self._held),
+                    )
+                    self._held += len(result.claimed)
+                    self._capacity.notify_all()
+                self._start_builds(result.claimed)
                 if result.released:
                     await asyncio.to_thread(self.enqueue, result.released)
-        finally:
-            self._busy -= len(queue) + len(builds)
-            for task in builds:
-                task.cancel()
+            except Exception:  # the jobs stay Running; recovery reschedules them
+                log.exception("recording %d build results failed", len(outcomes))
+
+    async def drain(self) -> None:
+        """Wait until every build this worker holds is built and recorded (tests, shutdown)."""
+        while self._held or self._builds:
+            await asyncio.sleep(0.01)
 
     async def _build(self, job: ClaimedJob) -> BuildOutcome:
         """Materialize inputs, run the executor, ingest outputs; never raises."""
         scratch = self.scratch_root / f"{job.id}-{job.attempt}"
+        await self._slots.acquire()
         started = datetime.now(UTC)
         self._running.add(job.id)
         try:
@@ -128,6 +155,7 @@ class WorkerRuntime:
         finally:
             self._running.discard(job.id)
             await asyncio.to_thread(_remove_scratch, scratch)
+            self._slots.release()
 
     def _prepare(self, job: ClaimedJob, scratch: Path) -> None:
         if scratch.exists():  # left by an earlier attempt of this worker

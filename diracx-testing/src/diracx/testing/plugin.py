@@ -17,6 +17,24 @@ Fixtures:
     An empty directory, also set as ``$DIRACX_DATA_DIR`` for the test.
 ``free_port`` (function)
     A TCP port free on 127.0.0.1 (``diracx.testing.free_port()`` gives more).
+``engine_factory`` (function)
+    A :class:`diracx.testing.engine.EngineFactory` on ``data_dir``: ``start()``
+    starts a real embedded engine (again after a ``kill()``, for crash tests);
+    every engine it started, and any engine a client started on its data
+    directory, is stopped after the test, worker and builds included.
+``engine_env`` (module)
+    Extra environment variables for those engines (and their workers): ``{}``;
+    override it in a test module to give the engines, say, a secret that builds
+    must not see.
+``embedded_engine`` (function)
+    A real embedded engine (``python -m diracx.routers serve --embedded``) on
+    ``data_dir`` (``$DIRACX_DATA_DIR``, with ``$DIRACX_URL`` unset, so that
+    ``diracx.api.connect()`` uses it): an :class:`~diracx.testing.engine.EngineProcess`.
+``module_engine`` (module)
+    The same, shared by the tests of a module, on a data directory of its own
+    that is ``$DIRACX_DATA_DIR`` while the module's tests run. Tests that share
+    it should not depend on what the others built (give their stages unique
+    names or configs).
 
 Every test that needs PostgreSQL is marked ``postgresql``, so
 ``pytest -m "not postgresql"`` runs without starting a server.
@@ -29,6 +47,7 @@ from pathlib import Path
 
 import pytest
 
+from diracx.testing.engine import EngineFactory, EngineProcess
 from diracx.testing.postgresql import PostgreSQLServer, PostgreSQLUnavailableError, start_postgresql
 from diracx.testing.utils import free_port as _free_port
 
@@ -101,3 +120,51 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def free_port_fixture() -> int:
     """A TCP port that is free on 127.0.0.1."""
     return _free_port()
+
+
+# Settings of the test process that would send a client elsewhere than the test engine.
+CLIENT_VARIABLES = ("DIRACX_URL", "DIRACX_TOKEN")
+
+
+@pytest.fixture(scope="module")
+def engine_env() -> dict[str, str]:
+    """Extra environment of the test engines; override it in a module to add some."""
+    return {}
+
+
+@pytest.fixture
+def engine_factory(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, engine_env: dict[str, str]
+) -> Iterator[EngineFactory]:
+    """Starts real embedded engines on ``data_dir``; stops them all after the test."""
+    for name in CLIENT_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    factory = EngineFactory(data_dir, engine_env)
+    try:
+        yield factory
+    finally:
+        factory.close()
+
+
+@pytest.fixture
+def embedded_engine(engine_factory: EngineFactory) -> EngineProcess:
+    """A real embedded engine on ``data_dir`` (``$DIRACX_DATA_DIR``) for this test."""
+    return engine_factory.start()
+
+
+@pytest.fixture(scope="module")
+def module_engine(
+    tmp_path_factory: pytest.TempPathFactory, engine_env: dict[str, str]
+) -> Iterator[EngineProcess]:
+    """A real embedded engine shared by a module's tests, ``$DIRACX_DATA_DIR`` meanwhile."""
+    data_dir = tmp_path_factory.mktemp("diracx-engine") / "data"
+    data_dir.mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DIRACX_DATA_DIR", str(data_dir))
+        for name in CLIENT_VARIABLES:
+            mp.delenv(name, raising=False)
+        factory = EngineFactory(data_dir, engine_env)
+        try:
+            yield factory.start()
+        finally:
+            factory.close()
