@@ -166,7 +166,7 @@ def test_python_and_command_stages_realize_and_read(
         assert words.result() == {"count": 4, "salt": salt}
         assert report.read_text("lines").strip() == "4"
         assert report.read_text("report.txt") == "hello\nbrave\nnew\nworld\nside\n"
-        with pytest.raises(FileNotFoundError, match="no file 'nope.txt'"):
+        with pytest.raises(FileNotFoundError, match=r"no file 'nope\.txt'"):
             words.read_text("nope.txt")
 
         dest = words.download(tmp_path / "download")

@@ -12,7 +12,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -320,23 +320,81 @@ async def test_download_of_an_unknown_blob_is_a_404_and_stores_nothing(
     assert store_is_clean(cache)
 
 
-async def test_a_download_that_does_not_match_its_digest_is_not_kept(
+def damage(store: LocalStore, size: int) -> str:
+    """A blob of *size* bytes whose stored copy no longer hashes to its digest."""
+    data = os.urandom(size)
+    digest = store.put_bytes(data)
+    blob = store.path(digest)
+    blob.chmod(0o644)
+    blob.write_bytes(bytes([data[0] ^ 1]) + data[1:])  # same size, other bytes
+    return digest
+
+
+async def test_a_damaged_blob_on_the_service_never_reaches_the_local_store(
     service: Service, client: AsyncDiracxClient, tmp_path: Path
 ) -> None:
-    """The client verifies what it receives: bytes that do not hash to the digest (here the
-    service's copy was damaged behind its back) never enter the local store."""
-    data = os.urandom(CHUNK_SIZE + 100)  # large enough that the service streams it
-    digest = service.store.put_bytes(data)
-    blob = service.store.path(digest)
-    blob.chmod(0o644)
-    blob.write_bytes(b"X" + data[1:])  # same size, other bytes
-
     cache = LocalStore(tmp_path / "cache")
-    with pytest.raises(DiracxError) as exc_info:
-        await client.download_blob(digest, cache)
-    assert isinstance(exc_info.value, CorruptObjectError | DiracxHTTPError)
-    assert digest in str(exc_info.value)
-    assert not cache.has(digest)
+    # small: the service reads it whole, notices, and answers an error
+    small = damage(service.store, 100)
+    with pytest.raises(DiracxHTTPError, match=f"blob {small} is corrupt") as exc_info:
+        await client.download_blob(small, cache)
+    assert exc_info.value.status == 500
+    # large: the service has sent the headers when it notices, and can only cut the
+    # connection (before or after the last byte): the client's own check catches the rest
+    large = damage(service.store, CHUNK_SIZE + 100)
+    with pytest.raises(DiracxError, match=f"{large}|connection"):
+        await client.download_blob(large, cache)
+    assert not cache.has(small) and not cache.has(large)
+    assert store_is_clean(cache)
+
+
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
+
+
+def fake_server(answer: Callable[[str], Answer]) -> ASGIApp:
+    """A bare ASGI server (not DiracX) that answers each request path with *answer*."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        status, headers, body = answer(scope["path"])
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        for i in range(0, len(body), 65536):  # in pieces, as a real server streams
+            chunk = body[i : i + 65536]
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    return app
+
+
+def tampering_service(data: bytes) -> ASGIApp:
+    """Answers every request, blob downloads included, with *data*, whatever the digest."""
+    return fake_server(lambda path: (200, [(b"content-type", b"application/octet-stream")], data))
+
+
+@pytest.mark.parametrize("size", [10, 3 * CHUNK_SIZE + 7])
+async def test_a_download_that_does_not_match_its_digest_is_not_kept(
+    tmp_path: Path, size: int
+) -> None:
+    """The client verifies what it receives, as it streams it into the store."""
+    expected, data = random_blob(size)
+    wrong = bytes([data[0] ^ 1]) + data[1:]
+    cache = LocalStore(tmp_path / "cache")
+    with serve(tampering_service(wrong)) as url:
+        client = AsyncDiracxClient(url, TOKEN)
+        try:
+            with pytest.raises(CorruptObjectError) as exc_info:
+                await client.download_blob(expected, cache)
+        finally:
+            await client.aclose()
+    message = str(exc_info.value)
+    assert f"download of blob {expected} was corrupt" in message
+    assert hashlib.sha256(wrong).hexdigest() in message
+    assert not cache.has(expected)
+    assert not cache.has(hashlib.sha256(wrong).hexdigest())
     assert store_is_clean(cache)
 
 
@@ -504,37 +562,40 @@ async def test_an_unreachable_service_is_a_diracx_error(tmp_path: Path) -> None:
         await client.aclose()
 
 
-async def _not_diracx(scope: Scope, receive: Receive, send: Send) -> None:
+def web_page(path: str) -> Answer:
     """What a misconfigured URL may point at: a web server that answers HTML."""
-    if scope["type"] == "lifespan":
-        while (await receive())["type"] != "lifespan.shutdown":
-            await send({"type": "lifespan.startup.complete"})
-        await send({"type": "lifespan.shutdown.complete"})
-        return
-    status = 404 if scope["path"].startswith("/api/jobs/") else 200
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"text/html")],
-        }
-    )
-    await send({"type": "http.response.body", "body": b"<html><body>Sign in</body></html>"})
+    headers = [(b"content-type", b"text/html")]
+    if path.startswith("/api/jobs/"):
+        return 404, headers, b"<html><body>Not here</body></html>"
+    if path.startswith("/api/blobs/"):
+        headers.append((b"location", b"https://diracx.example.org" + path.encode()))
+        return 308, headers, b""
+    return 200, headers, b"<html><body>Sign in</body></html>"
 
 
 async def test_a_server_that_is_not_diracx_gives_a_diracx_error() -> None:
-    with serve(_not_diracx) as url:
+    with serve(fake_server(web_page)) as url:
         client = AsyncDiracxClient(url, TOKEN)
         try:
             with pytest.raises(DiracxHTTPError) as exc_info:
                 await client.get_job(1)  # an HTML 404
             assert exc_info.value.status == 404
-            assert "Sign in" in str(exc_info.value)
+            assert "Not here" in str(exc_info.value)
 
             with pytest.raises(DiracxError) as ok_info:
                 await client.get_pipeline(1)  # an HTML 200
             assert not isinstance(ok_info.value, httpx.HTTPError | ValueError)
             assert url in str(ok_info.value)
+            assert "is it a DiracX service" in str(ok_info.value)
+
+            digest, data = random_blob()
+            for call in (
+                lambda: client.missing_blobs([digest]),
+                lambda: client.upload_blob(digest, data),
+            ):
+                with pytest.raises(DiracxHTTPError, match="https://diracx.example.org") as r:
+                    await call()
+                assert r.value.status == 308
         finally:
             await client.aclose()
 

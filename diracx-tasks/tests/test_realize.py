@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import signal
 import sqlite3
 import subprocess
@@ -68,28 +69,38 @@ async def submit_waiting(url: str, n: int) -> list[int]:
     return outcome.ready
 
 
+async def claim_all(db: PipelineDB, job_ids: list[int], worker: str, seed: int) -> list[int]:
+    """Claim *job_ids* in small batches, in an order of this worker's own."""
+    order = list(job_ids)
+    random.Random(seed).shuffle(order)
+    won: list[int] = []
+    for i in range(0, len(order), CLAIM_BATCH):
+        won.extend(c.id for c in await db.claim(order[i : i + CLAIM_BATCH], worker))
+    return won
+
+
+CLAIM_BATCH = 3
+
+
 @pytest.mark.timeout(120)
 async def test_concurrent_claims_from_tasks_have_one_winner_each(migrated: str) -> None:
-    job_ids = await submit_waiting(migrated, 60)
+    job_ids = await submit_waiting(migrated, 90)
     dbs = [PipelineDB.from_url(migrated) for _ in range(4)]  # four pools, four connections
     try:
-        # half of the workers ask in the opposite order
         results = await asyncio.gather(
-            *(
-                db.claim(job_ids if i % 2 else list(reversed(job_ids)), f"worker-{i}")
-                for i, db in enumerate(dbs)
-            )
+            *(claim_all(db, job_ids, f"worker-{i}", seed=i) for i, db in enumerate(dbs))
         )
-        won = [{c.id for c in claimed} for claimed in results]
-        assert sum(len(w) for w in won) == len(job_ids)  # no job won twice
+        won = [set(ids) for ids in results]
+        assert sum(len(ids) for ids in results) == len(job_ids)  # no job won twice
         assert set().union(*won) == set(job_ids)  # every job won once
         assert await dbs[0].claim(job_ids, "late-worker") == []  # nothing left to win
         for i, ids in enumerate(won):
-            for job_id in list(ids)[:3]:
+            for job_id in sorted(ids)[:3]:
                 job = await dbs[0].get_job(job_id)
                 assert job is not None
                 assert job.status == "Matched" and job.worker == f"worker-{i}"
                 assert [h.status for h in job.history] == ["Received", "Waiting", "Matched"]
+        print(f"jobs won per task: {[len(w) for w in won]}")
     finally:
         for db in dbs:
             await db.close()
@@ -97,10 +108,11 @@ async def test_concurrent_claims_from_tasks_have_one_winner_each(migrated: str) 
 
 CLAIMER = textwrap.dedent(
     """
-    import asyncio, json, os, sys, time
+    import asyncio, json, os, random, sys, time
     from diracx.db.pipelines import PipelineDB
 
     url, worker, go, ids = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+    random.Random(worker).shuffle(ids)
 
     async def main():
         db = PipelineDB.from_url(url)
@@ -108,9 +120,11 @@ CLAIMER = textwrap.dedent(
         print("ready", flush=True)
         while not os.path.exists(go):
             time.sleep(0.001)
-        won = await db.claim(ids, worker)
+        won = []
+        for i in range(0, len(ids), 3):
+            won.extend(c.id for c in await db.claim(ids[i : i + 3], worker))
         await db.close()
-        print(json.dumps([c.id for c in won]), flush=True)
+        print(json.dumps(won), flush=True)
 
     asyncio.run(main())
     """
@@ -121,7 +135,7 @@ CLAIMER = textwrap.dedent(
 async def test_concurrent_claims_from_processes_have_one_winner_each(
     migrated: str, tmp_path: Path
 ) -> None:
-    job_ids = await submit_waiting(migrated, 100)
+    job_ids = await submit_waiting(migrated, 90)
     go = tmp_path / "go"
     procs = [
         subprocess.Popen(
@@ -135,20 +149,21 @@ async def test_concurrent_claims_from_processes_have_one_winner_each(
     try:
         for p in procs:  # every process connected, then all at once
             assert p.stdout is not None
-            assert p.stdout.readline().strip() == "ready", p.stderr and p.stderr.read()
+            line = await asyncio.to_thread(p.stdout.readline)
+            assert line.strip() == "ready", p.stderr and p.stderr.read()
         go.touch()
-        won: list[set[int]] = []
+        won: list[list[int]] = []
         for p in procs:
-            out, err = p.communicate(timeout=120)
+            out, err = await asyncio.to_thread(p.communicate, timeout=120)
             assert p.returncode == 0, err
-            won.append(set(json.loads(out.strip().splitlines()[-1])))
+            won.append(json.loads(out.strip().splitlines()[-1]))
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    assert sum(len(w) for w in won) == len(job_ids)
-    assert set().union(*won) == set(job_ids)
+    assert sum(len(w) for w in won) == len(job_ids)  # no job won twice
+    assert set().union(*map(set, won)) == set(job_ids)  # every job won once
     print(f"jobs won per process: {[len(w) for w in won]}")
 
 

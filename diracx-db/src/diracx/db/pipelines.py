@@ -724,6 +724,11 @@ class PipelineDB:
             events=events, last_event_id=last, finished=unfinished == 0 and len(events) < limit
         )
 
+    async def last_event_id(self) -> int:
+        """The id of the newest status change of any job (0 if none): cheap to poll."""
+        async with self.engines.reader.connect() as conn:
+            return (await conn.execute(select(func.max(job_status_history.c.id)))).scalar() or 0
+
     async def get_job(self, job_id: int) -> JobInfo | None:
         async with self.engines.reader.connect() as conn:
             row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).first()

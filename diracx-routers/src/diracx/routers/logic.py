@@ -115,12 +115,16 @@ async def wait_for_events(
     events or the pipeline is finished, else an empty list after *wait* seconds."""
     deadline = time.monotonic() + min(max(wait, 0.0), MAX_WAIT)
     while True:
+        # Until any job anywhere changes, nothing new can be found: between queries of
+        # the pipeline's events, poll the cheap newest-event id (read first: no race).
+        newest = await db.last_event_id()
         events = await db.pipeline_events(pipeline_id, after=after)
         if events is None:
             raise PipelineNotFoundError(f"pipeline {pipeline_id} does not exist")
         if events.events or events.finished or time.monotonic() >= deadline:
             return events
-        await anyio.sleep(POLL_INTERVAL)
+        while await db.last_event_id() == newest and time.monotonic() < deadline:
+            await anyio.sleep(POLL_INTERVAL)
 
 
 # -- blobs -------------------------------------------------------------------------------
