@@ -192,6 +192,77 @@ class MemorySampler:
         self._thread.join()
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_times(pid: int) -> tuple[float, float, float] | None:
+    """(user, system, reaped children's user+system) CPU seconds of *pid*, all its threads."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()
+    utime, stime, cutime, cstime = (int(x) / CLK_TCK for x in fields[11:15])
+    return utime, stime, cutime + cstime
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
+    with open("/proc/stat") as f:
+        values = [int(x) for x in f.readline().split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    total = sum(values[:8])
+    return (total - idle) / CLK_TCK, total / CLK_TCK
+
+
+class CpuMeter:
+    """CPU used by each process of the engine (and the machine) over a phase."""
+
+    def __init__(self, pids: dict[str, int | None]) -> None:
+        self.pids = {k: v for k, v in pids.items() if v}
+        self.used: dict[str, tuple[float, float, float]] = {}
+        self.machine_busy = self.wall = 0.0
+
+    def __enter__(self) -> CpuMeter:
+        self._before = {k: cpu_times(p) for k, p in self.pids.items()}
+        self._machine = machine_cpu()
+        self._t = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self._t
+        busy, total = machine_cpu()
+        self.machine_busy = busy - self._machine[0]
+        for k, p in self.pids.items():
+            a, b = self._before[k], cpu_times(p)
+            if a and b:
+                self.used[k] = (b[0] - a[0], b[1] - a[1], b[2] - a[2])
+
+    def report(self, per: int, label: str) -> dict[str, float]:
+        cores = os.cpu_count() or 1
+        parts = []
+        out: dict[str, float] = {}
+        ours = 0.0
+        for name, (user, system, kids) in self.used.items():
+            ours += user + system + kids
+            text = f"{name} {(user + system) / per * 1000:.2f} ({user / per * 1000:.2f} user)"
+            if name == "worker":
+                text += f" + builds {kids / per * 1000:.2f}"
+                out["builds_cpu_ms"] = kids / per * 1000
+            parts.append(text)
+            out[f"{name}_cpu_ms"] = (user + system) / per * 1000
+        line(f"CPU ms {label} (user+sys)", "", "; ".join(parts))
+        line(
+            "machine CPU busy during the run",
+            f"{self.machine_busy / self.wall / cores * 100:.0f}%",
+            f"of {cores} cores; this benchmark's processes {ours / self.wall / cores * 100:.0f}%",
+        )
+        out["machine_busy_pct"] = self.machine_busy / self.wall / cores * 100
+        out["ours_pct"] = ours / self.wall / cores * 100
+        return out
+
+
 # --------------------------------------------------------------------------- reference
 
 
@@ -399,6 +470,7 @@ class Profiler:
                     str(os.getpid()),
                     "--subprocesses",
                     "--nonblocking",
+                    "--gil",
                     "--format",
                     "raw",
                     "--rate",
@@ -480,7 +552,9 @@ def print_probe_phase(
         f"{'total':>10} {'mean':>10} {per_label:>10} {'batch':>6}"
     )
     order = {"client": 0, "server": 1, "worker": 2}
-    for (role, fn), dts in sorted(agg.items(), key=lambda kv: (order.get(kv[0][0], 9), -sum(kv[1]))):
+    for (role, fn), dts in sorted(
+        agg.items(), key=lambda kv: (order.get(kv[0][0], 9), -sum(kv[1]))
+    ):
         total = sum(dts)
         n = batch.get((role, fn))
         print(
@@ -491,6 +565,17 @@ def print_probe_phase(
 
 
 GENERIC = {
+    "_wrap.<locals>.sync_timed",
+    "_wrap.<locals>.async_timed",
+    "Thread._bootstrap",
+    "Thread._bootstrap_inner",
+    "Thread.run",
+    "_WorkItem.run",
+    "BaseEventLoop.run_forever",
+    "BaseEventLoop._run_once",
+    "BaseEventLoop.run_until_complete",
+    "Handle._run",
+    "Runner.run",
     "<module>",
     "_run_module_as_main",
     "_run_code",
@@ -561,8 +646,8 @@ def print_pyspy(path: Path, roles: dict[int, str], rate: int, wall: float, top: 
         total = sum(c for _, c in rows)
         cpu = total / rate
         print(
-            f"    {role}: {total} samples = {cpu:.2f} s of active thread time "
-            f"in {wall:.2f} s wall ({cpu / wall * 100:.0f}% of one core, all threads)"
+            f"    {role}: {total} samples = {cpu:.2f} s holding the GIL "
+            f"in {wall:.2f} s wall ({cpu / wall * 100:.0f}% GIL utilization)"
         )
         inclusive: Counter[str] = Counter()
         own: Counter[str] = Counter()
@@ -578,9 +663,10 @@ def print_pyspy(path: Path, roles: dict[int, str], rate: int, wall: float, top: 
             fn, file = frames[-1]
             own[f"{fn} ({short_file(file)})"] += count
             packages[package_of(file)] += count
-        print("      self time by package: " + ", ".join(
-            f"{p} {c / total * 100:.0f}%" for p, c in packages.most_common(9)
-        ))
+        print(
+            "      self time by package: "
+            + ", ".join(f"{p} {c / total * 100:.0f}%" for p, c in packages.most_common(9))
+        )
         print("      top inclusive:")
         for key, c in inclusive.most_common(top):
             print(f"        {c / total * 100:5.1f}%  {c / rate * 1000:8.0f} ms  {key}")
@@ -696,8 +782,11 @@ def run(args: argparse.Namespace, data_dir: Path, prof: Profiler, results: dict[
             connect().close()
             reuse.append(time.perf_counter() - t)
         results["reuse_s"] = statistics.median(reuse)
-        line("reuse: another connect() while it is up", ms(statistics.median(reuse)),
-             f"median of {len(reuse)}; min {ms(min(reuse))}")
+        line(
+            "reuse: another connect() while it is up",
+            ms(statistics.median(reuse)),
+            f"median of {len(reuse)}; min {ms(min(reuse))}",
+        )
 
         wpid = worker_pid(engine_pid)
         roles = {os.getpid(): "client", engine_pid: "server"}
@@ -711,7 +800,8 @@ def run(args: argparse.Namespace, data_dir: Path, prof: Profiler, results: dict[
         t = time.perf_counter()
         wide = noop_stages("wide", N)
         make = time.perf_counter() - t
-        with MemorySampler(engine_pid, wpid) as sampler, prof.phase("wide"):
+        pids = {"client": os.getpid(), "server": engine_pid, "worker": wpid}
+        with prof.phase("wide"), MemorySampler(engine_pid, wpid) as sampler, CpuMeter(pids) as cpu:
             inst, result, wall, t_call, t_return = timed_run(session, wide)
         built = len(result.built())
         results.update(
@@ -724,6 +814,7 @@ def run(args: argparse.Namespace, data_dir: Path, prof: Profiler, results: dict[
         line("realize, end to end (session.run)", secs(wall), f"{built} built")
         line("stages per second", f"{N / wall:.0f} /s", verdict("wide_stages_per_s", N / wall))
         line("overhead per stage (wall / N)", ms(wall / N))
+        results["wide_cpu"] = cpu.report(N, "per stage")
         wide_db = db_breakdown_wide(data_dir, result.pipeline.id, t_call, t_return)
         results["wide_db"] = wide_db
         time.sleep(1.0)
@@ -732,12 +823,16 @@ def run(args: argparse.Namespace, data_dir: Path, prof: Profiler, results: dict[
         # -- chain
         heading(f"chained: {M} no-op stages, each the input of the next")
         chain = noop_stages("chain", M, chained=True)
-        with prof.phase("chain"):
+        with prof.phase("chain"), CpuMeter(pids) as cpu:
             _, cres, cwall, c_call, c_return = timed_run(session, chain[-1])
         results.update(chain_s=cwall, chain_ms_per_hop=cwall / M * 1000)
         line("realize, end to end (session.run)", secs(cwall), f"{len(cres.built())} built")
-        line("per-hop latency (wall / M)", ms(cwall / M),
-             verdict("chain_ms_per_hop", cwall / M * 1000))
+        line(
+            "per-hop latency (wall / M)",
+            ms(cwall / M),
+            verdict("chain_ms_per_hop", cwall / M * 1000),
+        )
+        results["chain_cpu"] = cpu.report(M, "per hop")
         chain_db = db_breakdown_chain(data_dir, cres.pipeline.id, c_call, c_return)
         results["chain_db"] = chain_db
 
@@ -748,12 +843,13 @@ def run(args: argparse.Namespace, data_dir: Path, prof: Profiler, results: dict[
         from diracx.api import instantiate
 
         with prof.phase("cached"):
-            for _ in range(3):
-                fresh = noop_stages("wide", N)
-                _, rres, rwall, _, _ = timed_run(session, fresh)
-                if len(rres.cached()) != N:
-                    raise SystemExit(f"the re-run was not fully cached: {rres.summary()}")
-                reruns.append(rwall)
+            with CpuMeter(pids) as cpu:
+                for _ in range(3):
+                    fresh = noop_stages("wide", N)
+                    _, rres, rwall, _, _ = timed_run(session, fresh)
+                    if len(rres.cached()) != N:
+                        raise SystemExit(f"the re-run was not fully cached: {rres.summary()}")
+                    reruns.append(rwall)
             for _ in range(3):
                 fresh = noop_stages("wide", N)
                 t = time.perf_counter()
@@ -772,18 +868,23 @@ def run(args: argparse.Namespace, data_dir: Path, prof: Profiler, results: dict[
         )
         line("end to end, first re-run", secs(reruns[0]), verdict("cached_rerun_s", reruns[0]))
         line("end to end, median of 3", secs(statistics.median(reruns)))
+        results["cached_cpu"] = cpu.report(3, "per re-run")
         line("  client: instantiate (DRefs, graph check)", secs(statistics.median(instantiate_s)))
         line("  client: submission.model_dump (for the request)", secs(dump_s))
-        line("  POST /api/pipelines alone (server + HTTP)", secs(statistics.median(post)),
-             f"HTTP {status}, {len(body) / 1024:.0f} KiB body, median of 3")
+        line(
+            "  POST /api/pipelines alone (server + HTTP)",
+            secs(statistics.median(post)),
+            f"HTTP {status}, {len(body) / 1024:.0f} KiB body, median of 3",
+        )
 
         # -- memory
         heading("memory (RSS of the engine's processes)")
         line("server, idle (after the first stage)", mib(idle[0]))
         line("worker, idle", mib(idle[1]))
         line("server + worker, idle", mib((idle[0] or 0) + (idle[1] or 0)))
-        line("server, max during the wide run", mib(sampler.max_server),
-             f"{sampler.samples} samples")
+        line(
+            "server, max during the wide run", mib(sampler.max_server), f"{sampler.samples} samples"
+        )
         line("worker, max during the wide run", mib(sampler.max_worker))
         line("server + worker, max during the wide run", mib(sampler.max_total))
         line("server + worker, idle after the wide run", mib((after[0] or 0) + (after[1] or 0)))
@@ -801,32 +902,55 @@ def run(args: argparse.Namespace, data_dir: Path, prof: Profiler, results: dict[
         print("  (each transaction stamps all its jobs with one time, taken when it begins)")
         w = wide_db
         print(f"  wide ({w['jobs']} jobs):")
-        line("  run() called -> submit transaction", ms(w["call_to_submit"]),
-             "client instantiate + HTTP + server checks")
+        line(
+            "  run() called -> submit transaction",
+            ms(w["call_to_submit"]),
+            "client instantiate + HTTP + server checks",
+        )
         line("  submit -> first claim (broker delivery)", ms(w["submit_to_first_claim"]))
-        line("  first claim -> last Done", secs(w["first_claim_to_last_done"]),
-             f"{w['done_per_s_while_building']:.0f} jobs/s while building")
-        line("  last Done -> run() returns", ms(w["last_done_to_return"]),
-             "long poll + get_pipeline")
-        line("  claim transactions (jobs per claim)",
-             f"{w['claim_transactions']} ({w['jobs_per_claim']:.1f})")
+        line(
+            "  first claim -> last Done",
+            secs(w["first_claim_to_last_done"]),
+            f"{w['done_per_s_while_building']:.0f} jobs/s while building",
+        )
+        line(
+            "  last Done -> run() returns", ms(w["last_done_to_return"]), "long poll + get_pipeline"
+        )
+        line(
+            "  claim transactions (jobs per claim)",
+            f"{w['claim_transactions']} ({w['jobs_per_claim']:.1f})",
+        )
         line("  start transactions", f"{w['start_transactions']}")
-        line("  finish transactions (jobs per finish)",
-             f"{w['finish_transactions']} ({w['jobs_per_finish']:.1f})",
-             f"one every {w['ms_between_finishes']:.1f} ms")
-        line("  Matched -> Done per job, median", f"{w['matched_to_done_median_ms']:.1f} ms",
-             "incl. waiting for a build slot")
+        line(
+            "  finish transactions (jobs per finish)",
+            f"{w['finish_transactions']} ({w['jobs_per_finish']:.1f})",
+            f"one every {w['ms_between_finishes']:.1f} ms",
+        )
+        line(
+            "  Matched -> Done per job, median",
+            f"{w['matched_to_done_median_ms']:.1f} ms",
+            "incl. waiting for a build slot",
+        )
         c = chain_db
         print(f"  chain ({c['jobs']} jobs):")
         line("  run() called -> submit transaction", ms(c["call_to_submit"]))
         line("  submit -> first claim (broker delivery)", ms(c["submit_to_first_claim"]))
-        line("  hop Done(i) -> Done(i+1), median / p90",
-             f"{c['hop_median_ms']:.2f} ms", f"p90 {c['hop_p90_ms']:.2f} ms")
-        line("  Done(i) -> Matched(i+1), median", f"{c['done_to_next_matched_median_ms']:.2f} ms",
-             "the finish transaction, up to the claim of the dependent")
+        line(
+            "  hop Done(i) -> Done(i+1), median / p90",
+            f"{c['hop_median_ms']:.2f} ms",
+            f"p90 {c['hop_p90_ms']:.2f} ms",
+        )
+        line(
+            "  Done(i) -> Matched(i+1), median",
+            f"{c['done_to_next_matched_median_ms']:.2f} ms",
+            "the finish transaction, up to the claim of the dependent",
+        )
         line("  Matched -> Running, median", f"{c['matched_to_running_median_ms']:.2f} ms")
-        line("  Running -> Done, median", f"{c['running_to_done_median_ms']:.2f} ms",
-             "slot, prepare, spawn, ingest, then the finish transaction's start")
+        line(
+            "  Running -> Done, median",
+            f"{c['running_to_done_median_ms']:.2f} ms",
+            "slot, prepare, spawn, ingest, then the finish transaction's start",
+        )
         line("  last Done -> run() returns", ms(c["last_done_to_return"]))
 
         if prof.enabled:
@@ -864,22 +988,33 @@ def profile_report(
         print(f"  (probe targets not found in this version of the code: {sorted(missing)})")
 
     # cold start timeline
-    heading("cold start timeline (seconds after connect() was called)")
+    heading("cold start timeline (seconds after connect() was called), then the first stage")
     t0, t1 = prof.phases["cold_start"]
-    events = sorted(
-        (r for r in records if t0 - 0.01 <= r["t0"] <= t1 + 2.0), key=lambda r: r["t0"]
-    )
-    seen: set[tuple[str, str]] = set()
-    for r in events:
-        role = role_of(r["pid"], roles)
-        if r["f"] == "probe:missing" or (role, r["f"]) in seen and r["f"] == "running_engine":
-            continue
-        seen.add((role, r["f"]))
-        name = "interpreter up (sitecustomize)" if r["f"] == "probe:start" else r["f"]
-        print(
-            f"  {r['t0'] - t0:7.3f}  +{r['dt'] * 1000:8.1f} ms  {role:<8} {name}"
+    t_end = prof.phases.get("first_stage", (t1, t1))[1]
+    events = [r for r in records if t0 - 0.01 <= r["t0"] <= t_end and r["f"] != "probe:missing"]
+    events.append({"f": "== connect() returned ==", "t0": t1, "dt": 0.0, "pid": os.getpid()})
+    if "first_stage" in prof.phases:
+        events.append(
+            {
+                "f": "== first pipeline submitted (run() called) ==",
+                "t0": prof.phases["first_stage"][0],
+                "dt": 0.0,
+                "pid": os.getpid(),
+            }
         )
-    print(f"  {t1 - t0:7.3f}  connect() returned")
+        events.append(
+            {"f": "== first pipeline returned ==", "t0": t_end, "dt": 0.0, "pid": os.getpid()}
+        )
+    polls = 0
+    for r in sorted(events, key=lambda r: r["t0"]):
+        role = role_of(r["pid"], roles)
+        if r["f"] == "running_engine":
+            polls += 1
+            if polls > 1:
+                continue
+        name = "interpreter up (sitecustomize ran)" if r["f"] == "probe:start" else r["f"]
+        print(f"  {r['t0'] - t0:7.3f}  {r['dt'] * 1000:8.1f} ms  {role:<8} {name}")
+    print(f"  (the client polled running_engine {polls} times while the engine started)")
     print(f"  python -c pass on this machine: {interpreter_start() * 1000:.0f} ms")
     for label, mods in (
         ("engine (server) imports", ["diracx.routers.engine", "diracx.routers.factory"]),
@@ -898,11 +1033,16 @@ def profile_report(
         if name not in prof.phases:
             continue
         t0, t1 = prof.phases[name]
-        heading(f"phase {name}: {t1 - t0:.2f} s wall" + (
-            " (3 cached re-runs, 3 instantiates, 3 POSTs)" if name == "cached" else ""))
+        heading(
+            f"phase {name}: {t1 - t0:.2f} s wall"
+            + (" (3 cached re-runs, 3 instantiates, 3 POSTs)" if name == "cached" else "")
+        )
         print_probe_phase(records, roles, (t0, t1), per, label)
         if name in prof.spy_files:
-            print("   py-spy (sampled CPU, idle threads excluded):")
+            print(
+                "   py-spy --gil (samples of the thread holding the GIL: the Python work;"
+                " syscalls that release the GIL are not in it):"
+            )
             print_pyspy(prof.spy_files[name], roles, prof.rate, t1 - t0)
 
 
@@ -925,8 +1065,13 @@ def main(argv: list[str] | None = None) -> int:
 
     # A fresh engine of our own: never the user's engine or service.
     data_dir = Path(tempfile.mkdtemp(prefix="diracx-bench-"))
-    for var in ("DIRACX_URL", "DIRACX_TOKEN", "DIRACX_DB_URL", "DIRACX_BROKER_URL",
-                "DIRACX_STORE_PATH"):
+    for var in (
+        "DIRACX_URL",
+        "DIRACX_TOKEN",
+        "DIRACX_DB_URL",
+        "DIRACX_BROKER_URL",
+        "DIRACX_STORE_PATH",
+    ):
         os.environ.pop(var, None)
     os.environ["DIRACX_DATA_DIR"] = str(data_dir)
     # if this program dies without stopping it, the engine stops itself soon

@@ -43,6 +43,7 @@ TARGETS: dict[str, list[str]] = {
     "diracx.db.migrate": ["upgrade"],
     "diracx.routers.factory": ["create_app"],
     "uvicorn.server": ["Server.startup"],
+    "celery.apps.worker": ["Worker.on_consumer_ready"],  # the worker takes messages from now
     # the service's side of a submission and of following it
     "diracx.routers.logic": [
         "submit",

@@ -162,7 +162,9 @@ def test_run_file_without_targets(engine: EngineProcess, tmp_path: Path) -> None
     path.write_text("from diracx.api import command\n\nx = command('x', ['true'])\n")
     proc = dirac("run", str(path))
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "sets no `targets`" in proc.stderr
+    message = " ".join(proc.stderr.split())  # as one line, however the console wrapped it
+    assert "sets no `targets`" in message
+    assert "targets = [release]" in message  # printed as written, not eaten as markup
     no_traceback(proc)
 
 

@@ -137,6 +137,32 @@ def test_the_generated_package_is_only_the_package(fresh: Path) -> None:
     assert all(n.endswith(".py") for n in names), sorted(n for n in names if not n.endswith(".py"))
 
 
+def test_a_changed_route_is_noticed(
+    fresh: Path,
+    generate: Callable[[Path], None],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The check would catch a route added (or changed) without regenerating the client."""
+    from diracx.routers import factory
+    from diracx.routers.auth import PublicAccess
+    from diracx.routers.routing import DiracxRouter
+
+    extra = DiracxRouter(policy=PublicAccess(), prefix="/probe", tags=["probe"])
+
+    @extra.get("/{name}")
+    async def probe_something(name: str, deep: bool = False) -> dict[str, str]:
+        return {"name": name}
+
+    real_load_routers = factory.load_routers
+    monkeypatch.setattr(factory, "load_routers", lambda: {**real_load_routers(), "probe": extra})
+    changed = tmp_path / "_generated"
+    generate(changed)
+    diff = tree_diff(fresh, changed, expected_label="committed", actual_label="fresh")
+    assert "only in fresh: api/probe/probe_something.py" in diff
+    assert '"url": "/api/probe/{name}"' in diff
+
+
 def test_tree_diff_is_readable(tmp_path: Path) -> None:
     """The report names the differing files, shows a unified diff, and stays short."""
     a, b = tmp_path / "a", tmp_path / "b"

@@ -235,7 +235,7 @@ def test_kill_9_in_the_middle_then_run_again(engine_factory: EngineFactory) -> N
     drefs = {name: dref for name, dref in zip(stages, instantiate(stages).targets, strict=True)}
     killer = KillWhen(engine, {"quick-0", "quick-1", "chain-0", "chain-1"})
 
-    with connect() as s, pytest.raises(DiracxError, match="cannot reach"):
+    with connect() as s, pytest.raises(DiracxError):
         s.run(stages, killer)
     assert killer.killed
     engine.kill()  # reap it, and check that its worker died with it (PDEATHSIG)
@@ -325,7 +325,7 @@ def test_waiting_jobs_are_queued_again_when_the_engine_starts(
             os.kill(engine.pid, signal.SIGKILL)
 
     progress = KillOnSubmit()
-    with connect() as s, pytest.raises(DiracxError, match="cannot reach"):
+    with connect() as s, pytest.raises(DiracxError):
         s.run(stages, progress)
     engine.kill()  # the frozen worker died with the engine too
     assert not process_alive(worker)
