@@ -20,6 +20,7 @@ from diracx.core.models import JobEvent, JobInfo, Metadata, PipelineInfo, StageI
 from diracx.core.settings import ClientSettings
 from diracx.core.store import LocalStore
 from diracx.core.tree import Tree
+from diracx.core.version import check_versions
 
 UPLOAD_CONCURRENCY = 8
 EVENTS_WAIT = 10.0  # seconds one long-poll may wait for news
@@ -100,6 +101,7 @@ class AsyncSession:
 
     @classmethod
     async def open(cls, url: str | None = None, token: str | None = None) -> AsyncSession:
+        check_versions()  # a mix of diracx versions is reported before anything else
         settings = ClientSettings()
         url = url or settings.url
         if url is None:
