@@ -19,6 +19,7 @@ the engine's start. Timings taken with --profile are a little slower than withou
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -32,8 +33,8 @@ import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -149,10 +150,8 @@ def stop_process(pid: int, timeout: float = 15.0) -> bool:
         if not alive(pid):
             return True
         time.sleep(0.05)
-    try:
+    with suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     return False
 
 
@@ -232,7 +231,7 @@ class CpuMeter:
 
     def __exit__(self, *exc: object) -> None:
         self.wall = time.perf_counter() - self._t
-        busy, total = machine_cpu()
+        busy, _ = machine_cpu()
         self.machine_busy = busy - self._machine[0]
         for k, p in self.pids.items():
             a, b = self._before[k], cpu_times(p)
@@ -367,7 +366,7 @@ def db_breakdown_chain(data_dir: Path, pipeline_id: int, t_call: float, t_return
     order = sorted(times.values(), key=lambda jt: int(jt.name.rsplit("-", 1)[1]))
     received = min(jt.first["Received"] for jt in order)
     hops, released, matched, runs = [], [], [], []
-    for prev, nxt in zip(order, order[1:], strict=False):
+    for prev, nxt in itertools.pairwise(order):
         hops.append(nxt.first["Done"] - prev.first["Done"])
         released.append(nxt.first["Matched"] - prev.first["Done"])
     for jt in order:
@@ -420,6 +419,20 @@ def post_submission_alone(
             times.append(time.perf_counter() - t)
             status = response.status_code
     return times, status
+
+
+def http_round_trips(doc: dict[str, Any], repeats: int) -> list[float]:
+    """Latency of the smallest request on an open connection: the floor of every API call."""
+    import httpx
+
+    times = []
+    with httpx.Client(base_url=doc["url"], timeout=30) as http:
+        http.get("/api/health/live")
+        for _ in range(repeats):
+            t = time.perf_counter()
+            http.get("/api/health/live")
+            times.append(time.perf_counter() - t)
+    return times
 
 
 # --------------------------------------------------------------------------- profiling
@@ -564,6 +577,73 @@ def print_probe_phase(
         )
 
 
+TIMELINE = [  # (segment, from (function, edge), to (function, edge)) per job, in the worker
+    ("claim transaction (claim+start)", ("PipelineDB.claim", 0), ("PipelineDB.claim", 1)),
+    ("claimed -> _build runs", ("PipelineDB.claim", 1), ("WorkerRuntime._build", 0)),
+    (
+        "_build -> _prepare (slot, thread pool)",
+        ("WorkerRuntime._build", 0),
+        ("WorkerRuntime._prepare", 0),
+    ),
+    (
+        "_prepare (scratch dirs, inputs)",
+        ("WorkerRuntime._prepare", 0),
+        ("WorkerRuntime._prepare", 1),
+    ),
+    ("-> executor (back on the loop)", ("WorkerRuntime._prepare", 1), ("ProcessExecutor.build", 0)),
+    ("executor (spawn `true`, wait)", ("ProcessExecutor.build", 0), ("ProcessExecutor.build", 1)),
+    ("-> _ingest (thread pool)", ("ProcessExecutor.build", 1), ("WorkerRuntime._ingest", 0)),
+    ("_ingest (log, outputs)", ("WorkerRuntime._ingest", 0), ("WorkerRuntime._ingest", 1)),
+    ("-> _remove_scratch (thread pool)", ("WorkerRuntime._ingest", 1), ("_remove_scratch", 0)),
+    ("_remove_scratch", ("_remove_scratch", 0), ("_remove_scratch", 1)),
+    ("-> _build returns", ("_remove_scratch", 1), ("WorkerRuntime._build", 1)),
+    ("waiting for the commit loop", ("WorkerRuntime._build", 1), ("PipelineDB.finish", 0)),
+    ("finish transaction", ("PipelineDB.finish", 0), ("PipelineDB.finish", 1)),
+]
+
+
+def print_job_timeline(
+    records: list[dict[str, Any]], roles: dict[int, str], window: tuple[float, float]
+) -> None:
+    """Each job's way through the worker, segment by segment (probe records with job ids)."""
+    t0, t1 = window
+    spans: dict[int, dict[str, tuple[float, float]]] = defaultdict(dict)
+    for r in records:
+        if role_of(r["pid"], roles) != "worker" or not (t0 <= r["t0"] <= t1) or "job" not in r:
+            continue
+        jobs = r["job"] if isinstance(r["job"], list) else [r["job"]]
+        for j in jobs:
+            spans[j].setdefault(r["f"], (r["t0"], r["t0"] + r["dt"]))
+    if not spans:
+        print("    (no per-job probe records)")
+        return
+    print(f"    each job's way through the worker ({len(spans)} jobs; claim and finish are")
+    print("    transactions shared by the jobs of a batch; '->' segments are waits between steps)")
+    print(f"    {'segment':<42} {'median':>9} {'mean':>9} {'p90':>9}  jobs")
+    total_mean = 0.0
+    for label, (fa, ea), (fb, eb) in TIMELINE:
+        values = [sp[fb][eb] - sp[fa][ea] for sp in spans.values() if fa in sp and fb in sp]
+        if not values:
+            continue
+        mean = statistics.fmean(values)
+        total_mean += mean
+        print(
+            f"    {label:<42} {statistics.median(values) * 1000:7.2f}ms {mean * 1000:7.2f}ms "
+            f"{pct(values, 0.9) * 1000:7.2f}ms  {len(values)}"
+        )
+    whole = [
+        sp["PipelineDB.finish"][1] - sp["PipelineDB.claim"][0]
+        for sp in spans.values()
+        if "PipelineDB.claim" in sp and "PipelineDB.finish" in sp
+    ]
+    if whole:
+        print(
+            f"    {'claim start -> finish end, whole':<42} "
+            f"{statistics.median(whole) * 1000:7.2f}ms {statistics.fmean(whole) * 1000:7.2f}ms "
+            f"{pct(whole, 0.9) * 1000:7.2f}ms  {len(whole)}"
+        )
+
+
 GENERIC = {
     "_wrap.<locals>.sync_timed",
     "_wrap.<locals>.async_timed",
@@ -703,6 +783,122 @@ def interpreter_start() -> float:
     return min(times)
 
 
+# --------------------------------------------------------------------------- ceilings
+
+
+def ceilings(N: int, scratch_parent: Path) -> None:
+    """Two parts of the engine alone, in this process, with none of the others:
+
+    - the worker's build path: ``WorkerRuntime._build`` (scratch directory, inputs,
+      ``true`` through the process executor, ingest, scratch removal) for N jobs,
+      ``worker_slots`` at a time, no database, broker or HTTP;
+    - the database's state changes: ``PipelineDB.submit`` of N jobs, then claim
+      (with start) and finish in batches like the worker's, on a fresh SQLite file.
+
+    Both use private parts of the code: a failure is reported, not raised.
+    """
+    import asyncio
+
+    from diracx.api import instantiate
+    from diracx.core.settings import ServiceSettings
+
+    root = Path(tempfile.mkdtemp(prefix="ceiling-", dir=scratch_parent))
+    settings = ServiceSettings(data_dir=root)
+    inst = instantiate(noop_stages("ceiling", N))
+    from diracx.core.derivation import plan_order
+
+    ordered = plan_order(inst.submission)
+
+    heading(f"ceilings: parts of the engine alone, in one process ({N} no-op jobs)")
+    try:
+        from diracx.db.migrate import upgrade
+        from diracx.db.pipelines import BuildSuccess, PipelineDB
+        from diracx.tasks.runtime import WorkerRuntime
+
+        upgrade(settings.resolved_db_url())
+
+        async def db_part() -> dict[str, float]:
+            db = PipelineDB.from_url(settings.resolved_db_url())
+            try:
+                t = time.perf_counter()
+                outcome = await db.submit("bench", ordered, inst.submission.targets)
+                t_submit = time.perf_counter() - t
+                ids = list(outcome.ready)
+                t = time.perf_counter()
+                claimed = []
+                for i in range(0, len(ids), 16):
+                    claimed += await db.claim(ids[i : i + 16], "bench-worker", start=True)
+                t_claim = time.perf_counter() - t
+                now = datetime.now(UTC)
+                successes = [
+                    BuildSuccess(
+                        job_id=c.id,
+                        dref=c.dref,
+                        output="0" * 64,
+                        context={},
+                        rref=f"{c.id:064x}",
+                        log=None,
+                        started=now,
+                        finished=now,
+                    )
+                    for c in claimed
+                ]
+                t = time.perf_counter()
+                for i in range(0, len(successes), 6):
+                    await db.finish("bench-worker", successes[i : i + 6], [])
+                t_finish = time.perf_counter() - t
+                return {"submit": t_submit, "claim": t_claim, "finish": t_finish}
+            finally:
+                await db.close()
+
+        d = asyncio.run(db_part())
+        total = d["claim"] + d["finish"]
+        line("database: submit N jobs (one transaction)", secs(d["submit"]))
+        line("database: claim+start, 16 per transaction", ms(d["claim"] / N), "per job")
+        line("database: finish, 6 per transaction", ms(d["finish"] / N), "per job")
+        line(
+            "database: claim + finish",
+            f"{N / total:.0f} jobs/s",
+            f"{total / N * 1000:.2f} ms per job; the worker's DB work with nothing else running",
+        )
+    except Exception as exc:  # private API: report and go on
+        line("database part", "failed", f"{type(exc).__name__}: {exc}")
+
+    try:
+        from diracx.db.pipelines import ClaimedJob
+        from diracx.tasks.runtime import WorkerRuntime
+
+        async def build_part() -> tuple[float, int]:
+            runtime = WorkerRuntime(settings, enqueue=lambda ids: None, worker_id="ceiling")
+            runtime.scratch_root.mkdir(parents=True, exist_ok=True)
+            jobs = [ClaimedJob(i, dref, drv, 1, {}) for i, (dref, drv) in enumerate(ordered)]
+            t = time.perf_counter()
+            outcomes = await asyncio.gather(*(runtime._build(j) for j in jobs))
+            wall = time.perf_counter() - t
+            await runtime.db.close()
+            ok = sum(1 for o in outcomes if type(o).__name__ == "BuildSuccess")
+            return wall, ok
+
+        before = os.times()
+        wall, ok = asyncio.run(build_part())
+        after = os.times()
+        cpu = (after.user - before.user) + (after.system - before.system)
+        kids = (after.children_user - before.children_user) + (
+            after.children_system - before.children_system
+        )
+        line(
+            f"build path: WorkerRuntime._build, {settings.worker_slots} at a time",
+            f"{N / wall:.0f} jobs/s",
+            f"{wall / N * 1000:.2f} ms per job, {ok}/{N} built; CPU {cpu / N * 1000:.2f} ms/job "
+            f"({(after.system - before.system) / N * 1000:.2f} sys) "
+            f"+ `true` {kids / N * 1000:.2f}",
+        )
+    except Exception as exc:
+        line("build path", "failed", f"{type(exc).__name__}: {exc}")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 # --------------------------------------------------------------------------- the benchmark
 
 
@@ -788,6 +984,14 @@ def run(args: argparse.Namespace, data_dir: Path, prof: Profiler, results: dict[
             f"median of {len(reuse)}; min {ms(min(reuse))}",
         )
 
+        rtt = http_round_trips(doc, 20)
+        results["http_round_trip_ms"] = statistics.median(rtt) * 1000
+        line(
+            "one small HTTP request (GET /api/health/live)",
+            ms(statistics.median(rtt)),
+            f"median of {len(rtt)}, keep-alive connection",
+        )
+
         wpid = worker_pid(engine_pid)
         roles = {os.getpid(): "client", engine_pid: "server"}
         if wpid:
@@ -801,8 +1005,25 @@ def run(args: argparse.Namespace, data_dir: Path, prof: Profiler, results: dict[
         wide = noop_stages("wide", N)
         make = time.perf_counter() - t
         pids = {"client": os.getpid(), "server": engine_pid, "worker": wpid}
+
+        def check_worker(phase: str) -> None:
+            """Warn when the engine had to restart its worker (the figures are then off)."""
+            nonlocal wpid
+            now = worker_pid(engine_pid)
+            if now != wpid:
+                print(
+                    f"  WARNING: the worker process changed during the {phase} run "
+                    f"({wpid} -> {now}): it died and the engine restarted it; "
+                    "this phase's figures are not representative"
+                )
+                results.setdefault("worker_restarts", []).append(phase)
+                wpid = now
+                pids["worker"] = now
+                if now:
+                    roles[now] = "worker"
+
         with prof.phase("wide"), MemorySampler(engine_pid, wpid) as sampler, CpuMeter(pids) as cpu:
-            inst, result, wall, t_call, t_return = timed_run(session, wide)
+            _, result, wall, t_call, t_return = timed_run(session, wide)
         built = len(result.built())
         results.update(
             wide_s=wall,
@@ -815,6 +1036,7 @@ def run(args: argparse.Namespace, data_dir: Path, prof: Profiler, results: dict[
         line("stages per second", f"{N / wall:.0f} /s", verdict("wide_stages_per_s", N / wall))
         line("overhead per stage (wall / N)", ms(wall / N))
         results["wide_cpu"] = cpu.report(N, "per stage")
+        check_worker("wide")
         wide_db = db_breakdown_wide(data_dir, result.pipeline.id, t_call, t_return)
         results["wide_db"] = wide_db
         time.sleep(1.0)
@@ -833,6 +1055,7 @@ def run(args: argparse.Namespace, data_dir: Path, prof: Profiler, results: dict[
             verdict("chain_ms_per_hop", cwall / M * 1000),
         )
         results["chain_cpu"] = cpu.report(M, "per hop")
+        check_worker("chained")
         chain_db = db_breakdown_chain(data_dir, cres.pipeline.id, c_call, c_return)
         results["chain_db"] = chain_db
 
@@ -869,6 +1092,7 @@ def run(args: argparse.Namespace, data_dir: Path, prof: Profiler, results: dict[
         line("end to end, first re-run", secs(reruns[0]), verdict("cached_rerun_s", reruns[0]))
         line("end to end, median of 3", secs(statistics.median(reruns)))
         results["cached_cpu"] = cpu.report(3, "per re-run")
+        check_worker("cached")
         line("  client: instantiate (DRefs, graph check)", secs(statistics.median(instantiate_s)))
         line("  client: submission.model_dump (for the request)", secs(dump_s))
         line(
@@ -955,6 +1179,7 @@ def run(args: argparse.Namespace, data_dir: Path, prof: Profiler, results: dict[
 
         if prof.enabled:
             profile_report(args, prof, roles, results, data_dir)
+            ceilings(N, data_dir.parent)
     finally:
         try:
             session.close()
@@ -1038,6 +1263,8 @@ def profile_report(
             + (" (3 cached re-runs, 3 instantiates, 3 POSTs)" if name == "cached" else "")
         )
         print_probe_phase(records, roles, (t0, t1), per, label)
+        if name in ("wide", "chain"):
+            print_job_timeline(records, roles, (t0, t1))
         if name in prof.spy_files:
             print(
                 "   py-spy --gil (samples of the thread holding the GIL: the Python work;"

@@ -79,7 +79,8 @@ TARGETS: dict[str, list[str]] = {
     ],
     "diracx.tasks.executors.base": ["prepare_scratch", "load_executors"],
     "diracx.tasks.executors.process": ["ProcessExecutor.build"],
-    "diracx.tasks.executors._spawn": ["run_logged", "_exited"],
+    "diracx.tasks.executors._spawn": ["run_logged", "_exited", "_kill_group"],
+    "subprocess": ["Popen._execute_child", "Popen.wait"],  # on the worker's event loop thread
     "diracx.core.tree": ["ingest_directory", "materialize_tree"],
     # the client
     "diracx.api.engine": ["ensure_engine", "running_engine", "_start"],
@@ -121,9 +122,43 @@ def _batch(args: tuple[Any, ...]) -> int | None:
     return None
 
 
+def _job_of(value: Any) -> int | None:
+    """The job id a value stands for: a ClaimedJob, a BuildRequest/BuildSuccess, a scratch dir."""
+    for attr in ("job_id", "id"):
+        v = getattr(value, attr, None)
+        if isinstance(v, int) and (attr == "job_id" or hasattr(value, "dref")):
+            return v
+    if isinstance(value, os.PathLike):
+        head = os.path.basename(os.fspath(value)).split("-")[0]
+        if head.isdigit():
+            return int(head)
+    return None
+
+
+def _jobs(args: tuple[Any, ...]) -> list[int] | int | None:
+    """Job ids in the arguments: one (a job, a scratch dir) or a list (a batch of jobs)."""
+    for a in args:
+        if isinstance(a, list | tuple) and a and len(a) <= 256:
+            ids = [_job_of(x) if not isinstance(x, int) else x for x in a]
+            if all(isinstance(i, int) for i in ids):
+                return ids  # type: ignore[return-value]
+        elif (j := _job_of(a)) is not None:
+            return j
+    return None
+
+
+def _record(name: str, t0: float, dt: float, args: tuple[Any, ...]) -> None:
+    rec: dict[str, Any] = {"f": name, "t0": t0, "dt": dt, "n": _batch(args)}
+    jobs = _jobs(args)
+    if jobs is not None:
+        rec["job"] = jobs
+    _emit(rec)
+
+
 def _wrap(name: str, fn: Any) -> Any:
     if getattr(fn, "__diracx_probe__", False):
         return fn
+    is_method = "." in name  # Class.method: skip self
     if inspect.iscoroutinefunction(fn):
 
         @functools.wraps(fn)
@@ -133,7 +168,7 @@ def _wrap(name: str, fn: Any) -> Any:
             try:
                 return await fn(*args, **kwargs)
             finally:
-                _emit({"f": name, "t0": t0, "dt": time.perf_counter() - p0, "n": _batch(args[1:])})
+                _record(name, t0, time.perf_counter() - p0, args[1:] if is_method else args)
 
         timed: Any = async_timed
     else:
@@ -145,7 +180,7 @@ def _wrap(name: str, fn: Any) -> Any:
             try:
                 return fn(*args, **kwargs)
             finally:
-                _emit({"f": name, "t0": t0, "dt": time.perf_counter() - p0, "n": _batch(args[1:])})
+                _record(name, t0, time.perf_counter() - p0, args[1:] if is_method else args)
 
         timed = sync_timed
     timed.__diracx_probe__ = True

@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import sqlite3
+import subprocess
 import sys
 import textwrap
 import time
@@ -32,7 +33,7 @@ from diracx.api import (
     connect,
     host_dir,
 )
-from diracx.testing.engine import EngineProcess, read_engine_file
+from diracx.testing.engine import EngineFactory, EngineProcess, read_engine_file
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -60,6 +61,12 @@ def words(text, out, salt="", upper=False):
     (Path(out) / "sub").mkdir()
     (Path(out) / "sub" / "count.txt").write_text(str(len(found)))
     return {"count": len(found), "salt": salt}
+
+
+@stage
+def explode(out, salt=""):
+    print("about to fail")
+    raise ValueError(f"no luck with {salt}")
 
 
 @stage
@@ -342,6 +349,21 @@ def test_a_failing_builder_fails_its_job_and_its_dependents(
         assert result.failures["mid"].startswith("Input 'bad' failed")
 
 
+def test_a_failing_python_stage_reports_its_exception(
+    engine: EngineProcess, defs: ModuleType, salt: str
+) -> None:
+    with connect() as s:
+        with pytest.raises(PipelineFailedError) as caught:
+            s.realize(defs.explode(salt=salt))
+        message = str(caught.value)
+        assert "stage explode" in message
+        assert f"ValueError: no luck with {salt}" in message
+        (stage_,) = caught.value.result.stages
+        log = s.job_log(stage_.job_id or 0)
+        assert "about to fail" in log
+        assert "Traceback" in log and f"ValueError: no luck with {salt}" in log
+
+
 def test_builds_do_not_see_the_worker_environment(
     engine: EngineProcess, defs: ModuleType, salt: str
 ) -> None:
@@ -389,6 +411,64 @@ def test_second_connect_reuses_the_engine(engine: EngineProcess) -> None:
         assert doc is not None and doc["pid"] == engine.pid
     assert engine.alive()
     print(f"connect() to a running engine: {', '.join(f'{t * 1000:.0f} ms' for t in times)}")
+
+
+LAUNCHER = """
+import json, sys
+from diracx.api import connect
+with connect() as s:
+    version = s.server_metadata().version
+print(json.dumps({"version": version}))
+"""
+
+
+@pytest.mark.timeout(120)
+def test_concurrent_first_connects_start_one_engine(
+    engine_factory: EngineFactory, data_dir: Path, engine: EngineProcess
+) -> None:
+    """Three programs connect at once to a data directory with no engine: one starts.
+
+    (``engine_factory`` stops the engine they started, after the test.)"""
+    assert read_engine_file(data_dir) is None
+    env = {k: v for k, v in os.environ.items() if k not in ("DIRACX_URL", "DIRACX_TOKEN")}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", LAUNCHER],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    for p in procs:
+        out, err = p.communicate(timeout=90)
+        assert p.returncode == 0, err
+        assert json.loads(out)["version"]
+    doc = read_engine_file(data_dir)
+    assert doc is not None and doc["pid"] != engine.pid
+    engines = [
+        p for p in _processes() if "diracx.routers" in _cmdline(p) and str(data_dir) in _env(p)
+    ]
+    assert engines == [doc["pid"]]
+
+
+def _processes() -> list[int]:
+    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _env(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 # --------------------------------------------------------------------------- async

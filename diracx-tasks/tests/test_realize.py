@@ -31,7 +31,14 @@ from diracx.core.derivation import Derivation, PipelineSubmission, plan_order
 from diracx.core.exceptions import DiracxError
 from diracx.db.migrate import upgrade
 from diracx.db.pipelines import PipelineDB
-from diracx.testing.engine import EngineFactory, EngineProcess, process_alive
+from diracx.testing.engine import (
+    EngineFactory,
+    EngineProcess,
+    cmdline,
+    identity,
+    process_alive,
+    wait_gone,
+)
 
 HELD = ("Matched", "Running", "Completing")
 
@@ -205,17 +212,23 @@ def crash_pipeline(salt: str) -> dict[str, Stage]:
 
 
 class KillWhen(Progress):
-    """Kills the engine (SIGKILL) once *done* stages are Done."""
+    """Kills the engine (SIGKILL) once the stages *done* are Done and *running* runs."""
 
-    def __init__(self, engine: EngineProcess, done: set[str]) -> None:
+    def __init__(self, engine: EngineProcess, done: set[str], running: str) -> None:
         self.engine = engine
         self.waiting_for = set(done)
+        self.running = running
         self.killed = False
 
     def event(self, event: Any) -> None:
         if event.status == "Done":
             self.waiting_for.discard(event.name)
-        if not self.waiting_for and not self.killed:
+        if (
+            not self.waiting_for
+            and event.name == self.running
+            and event.status == "Running"
+            and not self.killed
+        ):
             self.killed = True
             os.kill(self.engine.pid, signal.SIGKILL)
 
@@ -233,7 +246,7 @@ def test_kill_9_in_the_middle_then_run_again(engine_factory: EngineFactory) -> N
     engine = engine_factory.start()
     stages = crash_pipeline(uuid.uuid4().hex)
     drefs = {name: dref for name, dref in zip(stages, instantiate(stages).targets, strict=True)}
-    killer = KillWhen(engine, {"quick-0", "quick-1", "chain-0", "chain-1"})
+    killer = KillWhen(engine, {"quick-0", "quick-1", "chain-0", "chain-1"}, running="chain-2")
 
     with connect() as s, pytest.raises(DiracxError):
         s.run(stages, killer)
@@ -362,3 +375,38 @@ def test_waiting_jobs_are_queued_again_when_the_engine_starts(
         assert progress.pipeline_id == 1
     assert query(path, "select count(*) from jobs") == [(3,)]
     assert query(path, "select count(distinct dref), count(*) from realizations") == [(3, 3)]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug: builds run in their own session, so a build started by a worker "
+    "that is killed (its engine got kill -9) keeps running, and runs again next to its "
+    "rescheduled attempt",
+)
+def test_builds_do_not_outlive_a_killed_engine(engine_factory: EngineFactory) -> None:
+    engine = engine_factory.start()
+    slow = command(
+        "slow", ["sh", "-c", "sleep 30; echo late > $OUT/x"], config={"salt": uuid.uuid4().hex}
+    )
+
+    class KillWhenRunning(Progress):
+        def event(self, event: Any) -> None:
+            if event.status == "Running":
+                deadline = time.monotonic() + 10
+                while not self.builds() and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                self.seen = self.builds()
+                os.kill(engine.pid, signal.SIGKILL)
+
+        def builds(self) -> list[tuple[int, int]]:
+            found = (identity(p) for p in engine.processes() if "sleep" in " ".join(cmdline(p)))
+            return [i for i in found if i is not None]
+
+    progress = KillWhenRunning()
+    with connect() as s, pytest.raises(DiracxError):
+        s.run(slow, progress)
+    engine.kill()
+    assert progress.seen, "the build never started"
+    # The build dies with its worker, like the worker dies with its engine.
+    assert wait_gone(progress.seen, timeout=3) == []

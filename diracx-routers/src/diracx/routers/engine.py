@@ -56,6 +56,10 @@ def _die_with_parent() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def _ignore_signal(signum: int, frame: object) -> None:
+    """The handler uvicorn restores once it has shut down (see EmbeddedEngine.serve)."""
+
+
 def _lock(data_dir: Path) -> int:
     fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -171,6 +175,11 @@ class EmbeddedEngine:
             },
         )
         watchdog = asyncio.create_task(self._watch(server, tracker, db, queue.enqueue))
+        # uvicorn stops on SIGTERM/SIGINT, then raises the signal again with the handlers
+        # it found: with the default ones the process would die before the cleanup below
+        # (engine.json, the worker's graceful stop). Give it handlers that do nothing.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, _ignore_signal)
         try:
             await server.serve(sockets=[sock])
         finally:

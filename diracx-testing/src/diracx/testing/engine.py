@@ -111,7 +111,8 @@ def wait_gone(processes: Iterable[tuple[int, int]], timeout: float) -> list[int]
         time.sleep(0.02)
 
 
-def _identity(pid: int) -> tuple[int, int] | None:
+def identity(pid: int) -> tuple[int, int] | None:
+    """(pid, start time) of a running process: tells it from a later one with its pid."""
     stat = _proc_stat(pid)
     return None if stat is None else (pid, stat[2])
 
@@ -195,7 +196,7 @@ class EngineProcess:
 
     def _remember(self, pids: Iterable[int]) -> None:
         for pid in pids:
-            ident = _identity(pid)
+            ident = identity(pid)
             if ident is not None:
                 self._known.setdefault(*ident)
 
@@ -216,7 +217,9 @@ class EngineProcess:
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """Stop the engine (SIGTERM, then SIGKILL) and make sure none of its processes is left."""
         self.processes()
+        grace = 0.0  # an engine that was already dead stops nothing: kill what is left
         if self.alive():
+            grace = 5.0
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout)
@@ -226,7 +229,7 @@ class EngineProcess:
         else:
             self.process.wait()
         known = list(self._known.items())
-        left = wait_gone(known, 5.0)
+        left = wait_gone(known, grace)
         for pid in left:
             _signal(pid, self._known[pid], signal.SIGKILL)
         left = wait_gone(known, timeout)
@@ -256,7 +259,7 @@ def start_engine(
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a ^C in the test run reaches the engine through stop()
         )
-    ident = _identity(process.pid)
+    ident = identity(process.pid)
     engine = EngineProcess(
         data_dir=data_dir,
         process=process,
@@ -296,7 +299,7 @@ def stop_engine_in(data_dir: Path, timeout: float = STOP_TIMEOUT) -> None:
     pid: int = doc["pid"]
     if not process_alive(pid) or "diracx.routers" not in cmdline(pid):
         return
-    known = [i for i in (_identity(p) for p in [pid, *descendants_of(pid)]) if i is not None]
+    known = [i for i in (identity(p) for p in [pid, *descendants_of(pid)]) if i is not None]
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     left = wait_gone(known[:1], timeout)
@@ -322,7 +325,7 @@ class EngineFactory:
         self.data_dir = data_dir
         self.env = dict(env or {})
         self.started: list[EngineProcess] = []
-        self._dirs: set[Path] = set()
+        self._dirs: set[Path] = {data_dir}  # a client may start an engine there too
 
     def start(
         self, data_dir: Path | None = None, *, env: Mapping[str, str] | None = None
