@@ -107,8 +107,8 @@ class EmbeddedEngine:
         self._lock_fd = _lock(self.data_dir)
         upgrade(self.settings.resolved_db_url())
         # Nothing else uses these while we hold the lock: whatever is there is debris.
+        # (Scratch directories are the worker's: it kills what dead workers left running.)
         LocalStore(self.settings.resolved_store_path()).clear_tmp()
-        shutil.rmtree(self.settings.scratch_dir, ignore_errors=True)
         shutil.rmtree(self.settings.broker_dir, ignore_errors=True)
         self.settings.service_token = SecretStr(secrets.token_urlsafe(32))
 

@@ -25,6 +25,7 @@ from diracx.core.settings import ServiceSettings
 from diracx.core.store import LocalStore
 from diracx.core.tree import ingest_directory, load_tree, make_writable, materialize_tree
 from diracx.db.pipelines import BuildFailure, BuildSuccess, ClaimedJob, PipelineDB
+from diracx.tasks.cleanup import reap_dead_workers
 from diracx.tasks.executors.base import BuildRequest, get_executor, prepare_scratch
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class WorkerRuntime:
         self._heartbeat: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        await asyncio.to_thread(reap_dead_workers, self.settings.scratch_dir)
         self.scratch_root.mkdir(parents=True, exist_ok=True)
         await self.db.register_worker(self.worker_id, socket.gethostname(), os.getpid())
         self._heartbeat = asyncio.create_task(self._heartbeat_loop())
