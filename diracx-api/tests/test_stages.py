@@ -694,12 +694,6 @@ def test_module_file_name_must_be_importable(tmp_path: Path) -> None:
         module.double(data=TreeRef("aa" * 32))
 
 
-@pytest.mark.skip(
-    reason="a cycle cannot be built with the API: stages are immutable, inputs exist first"
-)
-def test_cycle() -> None: ...
-
-
 def test_builder_guard(monkeypatch: pytest.MonkeyPatch, defs: ModuleType) -> None:
     stages = defs.build()  # making stages inside a build is fine (the worker imports the module)
     monkeypatch.setenv("DIRACX_IN_BUILDER", "1")

@@ -7,6 +7,7 @@ calls to code that is not async.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,9 @@ from diracx.core.version import check_versions
 
 UPLOAD_CONCURRENCY = 8
 EVENTS_WAIT = 10.0  # seconds one long-poll may wait for news
+# Least seconds between two polls: on a busy pipeline there is always news, and each
+# poll makes the server read the pipeline's state; a tenth of a second is live enough.
+EVENTS_INTERVAL = 0.1
 LOG_TAIL_LINES = 20
 
 
@@ -171,12 +175,14 @@ class AsyncSession:
     async def _follow(self, pipeline_id: int, progress: Progress) -> PipelineInfo:
         after = 0
         while True:
+            asked = time.monotonic()
             batch = await self.client.pipeline_events(pipeline_id, after=after, wait=EVENTS_WAIT)
             for event in batch.events:
                 progress.event(event)
             after = batch.last_event_id
             if batch.finished:
                 return await self.client.get_pipeline(pipeline_id)
+            await asyncio.sleep(max(0.0, asked + EVENTS_INTERVAL - time.monotonic()))
 
     async def _failure_report(self, stage: StageInfo) -> str:
         reason = stage.minor_status or "failed"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -208,3 +209,18 @@ def make_writable(root: Path) -> None:
             p = Path(dirpath) / name
             if not p.is_symlink():
                 os.chmod(p, 0o755)
+
+
+def remove_tree(root: Path) -> None:
+    """Remove a directory that may hold read-only materialized trees.
+
+    The plain removal is tried first (it succeeds as root, or when nothing is
+    read-only); only if it fails are the directories made writable first.
+    """
+    try:
+        shutil.rmtree(root)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        make_writable(root)
+        shutil.rmtree(root, ignore_errors=True)

@@ -150,7 +150,9 @@ class EmbeddedEngine:
         from diracx.routers.queue import CeleryJobQueue
 
         self.prepare()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are
+        # TCP, and without it every response waits 40 ms for a delayed acknowledgement.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", self.port))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"

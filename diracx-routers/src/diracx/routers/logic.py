@@ -26,7 +26,7 @@ from diracx.db.pipelines import PipelineDB
 from diracx.routers.queue import JobQueue
 
 MAX_WAIT = 30.0  # seconds a long poll may last
-POLL_INTERVAL = 0.01  # seconds between two looks at the database while long-polling
+POLL_INTERVAL = 0.01  # seconds between two looks at the newest event id while long-polling
 
 
 class PipelineNotFoundError(ObjectNotFoundError):

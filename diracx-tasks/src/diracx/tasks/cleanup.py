@@ -13,12 +13,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import signal
 import socket
 from pathlib import Path
 
-from diracx.core.tree import make_writable
+from diracx.core.tree import remove_tree
 
 log = logging.getLogger(__name__)
 WORKER_MODULE = b"diracx.tasks"
@@ -71,7 +70,6 @@ def reap_dead_workers(scratch_root: Path) -> list[str]:
         killed = kill_builds(directory)
         if killed:
             log.warning("killed %d builds left by dead worker %s", killed, directory.name)
-        make_writable(directory)
-        shutil.rmtree(directory, ignore_errors=True)
+        remove_tree(directory)
         reaped.append(directory.name)
     return reaped

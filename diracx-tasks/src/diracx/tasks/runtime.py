@@ -14,7 +14,6 @@ import asyncio
 import logging
 import os
 import secrets
-import shutil
 import socket
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -23,7 +22,7 @@ from pathlib import Path
 from diracx.core.derivation import TreeInput, realization_ref
 from diracx.core.settings import ServiceSettings
 from diracx.core.store import LocalStore
-from diracx.core.tree import ingest_directory, load_tree, make_writable, materialize_tree
+from diracx.core.tree import ingest_directory, load_tree, materialize_tree, remove_tree
 from diracx.db.pipelines import BuildFailure, BuildSuccess, ClaimedJob, PipelineDB
 from diracx.tasks.cleanup import reap_dead_workers
 from diracx.tasks.executors.base import BuildRequest, get_executor, prepare_scratch
@@ -72,7 +71,7 @@ class WorkerRuntime:
             if task is not None:
                 task.cancel()
         await self.db.close()
-        shutil.rmtree(self.scratch_root, ignore_errors=True)
+        remove_tree(self.scratch_root)
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -156,12 +155,12 @@ class WorkerRuntime:
             return BuildFailure(job.id, f"worker error: {exc}", None)
         finally:
             self._running.discard(job.id)
-            await asyncio.to_thread(_remove_scratch, scratch)
+            await asyncio.to_thread(remove_tree, scratch)
             self._slots.release()
 
     def _prepare(self, job: ClaimedJob, scratch: Path) -> None:
         if scratch.exists():  # left by an earlier attempt of this worker
-            _remove_scratch(scratch)
+            remove_tree(scratch)
         scratch.mkdir(parents=True)
         prepare_scratch(scratch, job.derivation)
         for name, tree in input_trees(job).items():
@@ -201,8 +200,3 @@ def input_trees(job: ClaimedJob) -> dict[str, str]:
         else:
             trees[name] = job.inputs[name].output
     return trees
-
-
-def _remove_scratch(scratch: Path) -> None:
-    make_writable(scratch)
-    shutil.rmtree(scratch, ignore_errors=True)
