@@ -40,6 +40,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from diracx.core.settings import default_data_dir
+
 HERE = Path(__file__).resolve().parent
 PROBE_DIR = HERE / "probe"
 PROBE_ENV = "DIRACX_BENCH_PROBE"
@@ -1290,8 +1292,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.wide < 1 or args.chain < 2:
         parser.error("--wide must be at least 1 and --chain at least 2")
 
-    # A fresh engine of our own: never the user's engine or service.
-    data_dir = Path(tempfile.mkdtemp(prefix="diracx-bench-"))
+    # A fresh engine of our own: never the user's engine or service. Its directory sits
+    # beside the user's real data directory, on the same filesystem (on some machines
+    # /tmp creates files several times slower, which would skew every figure).
+    parent = default_data_dir().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    data_dir = Path(tempfile.mkdtemp(prefix="diracx-bench-", dir=parent))
     for var in (
         "DIRACX_URL",
         "DIRACX_TOKEN",

@@ -24,6 +24,7 @@ from diracx.core.exceptions import DiracxError
 
 ENGINE_FILE = "engine.json"
 START_TIMEOUT = 60.0
+ENGINE_LOCKED = 3  # exit code of an engine that found another one holding the data directory
 
 
 class EngineStartError(DiracxError):
@@ -89,21 +90,18 @@ def _start(data_dir: Path) -> EngineInfo:
     env = os.environ.copy()
     env["DIRACX_DATA_DIR"] = str(data_dir)
     env.pop("DIRACX_URL", None)
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "diracx.routers", "serve", "--embedded"],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # the engine outlives this program
-        )
     deadline = time.monotonic() + START_TIMEOUT
+    process = _spawn(env, log_path)
     while time.monotonic() < deadline:
         if process.poll() is not None:
             # another engine may have won the data directory's lock meanwhile
             if (info := running_engine(data_dir)) is not None:
                 return info
+            if process.returncode == ENGINE_LOCKED:
+                # the previous engine is still shutting down (it stops when idle): retry
+                time.sleep(0.2)
+                process = _spawn(env, log_path)
+                continue
             raise EngineStartError(
                 f"the DiracX engine exited with code {process.returncode} while starting.\n"
                 f"Its log ({log_path}) ends with:\n{_tail(log_path)}"
@@ -117,6 +115,18 @@ def _start(data_dir: Path) -> EngineInfo:
         f"the DiracX engine did not answer within {START_TIMEOUT:.0f} s; see {log_path}:\n"
         f"{_tail(log_path)}"
     )
+
+
+def _spawn(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "diracx.routers", "serve", "--embedded"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # the engine outlives this program
+        )
 
 
 def _tail(path: Path, lines: int = 20) -> str:

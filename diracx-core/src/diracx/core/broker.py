@@ -30,6 +30,10 @@ def celery_config(settings: ServiceSettings) -> dict[str, Any]:
         "worker_send_task_events": False,
     }
     if url.startswith("filesystem://"):
+        # This transport has no push: Celery's blocking consumer loop only looks for new
+        # messages between 2 s waits once its prefetch window is full, so keep it wide
+        # (a worker only claims jobs it can start soon; the rest wait, still Waiting).
+        config["worker_prefetch_multiplier"] = 64
         queue_dir = settings.broker_dir / "queue"
         config["broker_transport_options"] = {
             "data_folder_in": str(queue_dir),

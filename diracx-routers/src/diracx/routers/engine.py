@@ -44,6 +44,7 @@ ENGINE_FILE = "engine.json"
 LOCK_FILE = "engine.lock"
 WATCH_SECONDS = 1.0
 PR_SET_PDEATHSIG = 1
+ENGINE_LOCKED = 3  # exit code when another engine holds the data directory (the launcher retries)
 
 
 class EngineAlreadyRunning(RuntimeError):
@@ -222,5 +223,5 @@ def serve_embedded(port: int = 0) -> int:
         asyncio.run(EmbeddedEngine(settings, port).serve())
     except EngineAlreadyRunning as exc:
         print(f"diracx engine: {exc}", file=sys.stderr)
-        return 3
+        return ENGINE_LOCKED
     return 0
