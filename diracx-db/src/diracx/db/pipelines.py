@@ -139,16 +139,15 @@ class PipelineDB:
         minor: str,
         source: str,
         ts: datetime,
+        *,
+        via: Sequence[tuple[JobStatus, str]] = (),
     ) -> None:
+        """Record status changes; *via* lists statuses passed through on the way (in order)."""
+        steps = [*via, (status, minor)]
         rows = [
-            {
-                "job_id": j,
-                "status": status.value,
-                "minor_status": minor,
-                "timestamp": ts,
-                "source": source,
-            }
+            {"job_id": j, "status": st.value, "minor_status": m, "timestamp": ts, "source": source}
             for j in job_ids
+            for st, m in steps
         ]
         if rows:
             await conn.execute(insert(job_status_history), rows)
@@ -161,9 +160,15 @@ class PipelineDB:
         new: JobStatus,
         minor: str,
         source: str,
+        *,
+        via: Sequence[tuple[JobStatus, str]] = (),
         **values: Any,
     ) -> list[int]:
-        """Move the jobs that are in one of *old* to *new* (a conditional update); return them."""
+        """Move the jobs that are in one of *old* to *new* (a conditional update); return them.
+
+        *via* names statuses the jobs pass through in the same transaction: they are
+        recorded in the history, not written to the jobs one after the other.
+        """
         ts = now()
         changed: list[int] = []
         for part in chunks(job_ids):
@@ -174,7 +179,7 @@ class PipelineDB:
                 .returning(jobs.c.id)
             )
             changed.extend(r[0] for r in result)
-        await self._history(conn, changed, new, minor, source, ts)
+        await self._history(conn, changed, new, minor, source, ts, via=via)
         return changed
 
     # -- submission ----------------------------------------------------------------
@@ -341,12 +346,22 @@ class PipelineDB:
         start: bool,
         source: str,
     ) -> list[ClaimedJob]:
-        won = await self._set_status(
-            conn, job_ids, [S.WAITING], S.MATCHED, f"Matched by {worker}", source, worker=worker
-        )
-        if start and won:
-            await self._set_status(
-                conn, won, [S.MATCHED], S.RUNNING, "Building", source, heartbeat=now()
+        matched = f"Matched by {worker}"
+        if start:
+            won = await self._set_status(
+                conn,
+                job_ids,
+                [S.WAITING],
+                S.RUNNING,
+                "Building",
+                source,
+                via=[(S.MATCHED, matched)],
+                worker=worker,
+                heartbeat=now(),
+            )
+        else:
+            won = await self._set_status(
+                conn, job_ids, [S.WAITING], S.MATCHED, matched, source, worker=worker
             )
         return await self._claimed_jobs(conn, won)
 

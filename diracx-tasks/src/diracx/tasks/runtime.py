@@ -152,10 +152,10 @@ class WorkerRuntime:
             )
         except Exception as exc:  # an infrastructure error fails this job, not the worker
             log.exception("job %s failed in the worker", job.id)
+            await asyncio.to_thread(remove_tree, scratch)
             return BuildFailure(job.id, f"worker error: {exc}", None)
         finally:
             self._running.discard(job.id)
-            await asyncio.to_thread(remove_tree, scratch)
             self._slots.release()
 
     def _prepare(self, job: ClaimedJob, scratch: Path) -> None:
@@ -170,6 +170,15 @@ class WorkerRuntime:
             materialize_tree(self.store, load_tree(self.store, source), scratch / "source")
 
     def _ingest(
+        self, job: ClaimedJob, scratch: Path, ok: bool, reason: str, started: datetime
+    ) -> BuildOutcome:
+        """Store the log and the outputs, then remove the scratch directory."""
+        try:
+            return self._store_results(job, scratch, ok, reason, started)
+        finally:
+            remove_tree(scratch)
+
+    def _store_results(
         self, job: ClaimedJob, scratch: Path, ok: bool, reason: str, started: datetime
     ) -> BuildOutcome:
         log_path = scratch / "log"
