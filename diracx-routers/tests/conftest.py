@@ -13,7 +13,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 
 from diracx.core.settings import ServiceSettings
 from diracx.core.store import LocalStore
@@ -80,11 +80,13 @@ def store(client: TestClient) -> LocalStore:
 
 
 async def _count_rows(db: PipelineDB) -> dict[str, int]:
-    async with db.engines.reader.connect() as conn:
+    def count(conn: Connection) -> dict[str, int]:
         return {
-            table.name: (await conn.execute(select(func.count()).select_from(table))).scalar_one()
+            table.name: conn.execute(select(func.count()).select_from(table)).scalar_one()
             for table in metadata.sorted_tables
         }
+
+    return await db.engines.read(count)
 
 
 @pytest.fixture

@@ -1,26 +1,44 @@
-"""Database engines: SQLite (WAL) for the embedded default, PostgreSQL when scaled out."""
+"""Database engines: SQLite (WAL) for the embedded default, PostgreSQL when scaled out.
+
+PipelineDB writes its transactions as plain synchronous functions of a
+``Connection``; ``Engines`` runs each one whole, in one transaction:
+
+- SQLite: on a thread, with the synchronous driver. One hop to the thread per
+  transaction, not one per statement as with an async SQLite driver, and all
+  writes of a process go through one connection on one thread (SQLite has one
+  writer at a time: waiting here is cheaper than in SQLite's busy handler).
+- PostgreSQL: with asyncpg, through ``AsyncConnection.run_sync``.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+T = TypeVar("T")
+Transaction = Callable[..., T]
 
 
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
-    # SQLite has one writer at a time. Writers of this process queue for the one
-    # connection (an asyncio wait) instead of spinning in SQLite's busy handler,
-    # which sleeps for milliseconds at a time.
-    pool = {"pool_size": 1, "max_overflow": 0} if immediate else {}
-    engine = create_async_engine(url, connect_args={"timeout": 30}, **pool)
+def _sqlite_engine(url: str, *, writer: bool) -> Engine:
+    sync_url = make_url(url).set(drivername="sqlite")
+    engine = create_engine(
+        sync_url,
+        connect_args={"timeout": 30, "check_same_thread": False},
+        # all writes of a process share one connection (on one thread)
+        **({"pool_size": 1, "max_overflow": 0} if writer else {}),
+    )
 
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transactions into our own hands (see _on_begin) and tune for one writer.
         dbapi_connection.isolation_level = None
@@ -31,29 +49,60 @@ def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         # Writers take the lock up front: a deferred transaction that upgrades to a
         # write after another process committed fails at once with "database is locked".
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
 
     return engine
 
 
 class Engines:
-    """A writer and a reader engine; the same one except on SQLite."""
+    """Runs PipelineDB's transactions on the database at *url*."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        if is_sqlite(url):
-            self.writer = _sqlite_engine(url, immediate=True)
-            self.reader = _sqlite_engine(url, immediate=False)
+        self.sqlite = is_sqlite(url)
+        self.dialect_name: str
+        if self.sqlite:
+            self._writer = _sqlite_engine(url, writer=True)
+            self._reader = _sqlite_engine(url, writer=False)
+            self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="diracx-db-writer")
+            self.dialect_name = "sqlite"
         else:
-            self.writer = self.reader = create_async_engine(
+            self._async: AsyncEngine = create_async_engine(
                 url, pool_size=10, max_overflow=20, pool_pre_ping=True
             )
+            self.dialect_name = self._async.dialect.name
+
+    async def write(self, tx: Transaction[T], *args: Any) -> T:
+        """Run ``tx(connection, *args)`` in a write transaction; commit, or roll back on error."""
+        if self.sqlite:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self._write_thread, _in_transaction, self._writer, tx, args
+            )
+        async with self._async.begin() as conn:
+            return await conn.run_sync(tx, *args)
+
+    async def read(self, tx: Transaction[T], *args: Any) -> T:
+        """Run ``tx(connection, *args)`` on a consistent snapshot (a read transaction)."""
+        if self.sqlite:
+            return await asyncio.to_thread(_in_transaction, self._reader, tx, args)
+        async with self._async.connect() as conn:
+            return await conn.run_sync(tx, *args)
 
     async def dispose(self) -> None:
-        await self.writer.dispose()
-        if self.reader is not self.writer:
-            await self.reader.dispose()
+        if self.sqlite:
+            self._write_thread.shutdown(wait=True)
+            self._writer.dispose()
+            self._reader.dispose()
+        else:
+            await self._async.dispose()
+
+
+def _in_transaction(engine: Engine, tx: Transaction[T], args: tuple[Any, ...]) -> T:
+    conn: Connection
+    with engine.begin() as conn:
+        return tx(conn, *args)

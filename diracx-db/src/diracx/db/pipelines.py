@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from diracx.core.canonical import canonical_json
 from diracx.core.derivation import Derivation
@@ -112,7 +111,7 @@ class PipelineDB:
 
     def __init__(self, engines: Engines) -> None:
         self.engines = engines
-        self._dialect = engines.writer.dialect.name
+        self._dialect = engines.dialect_name
 
     @classmethod
     def from_url(cls, url: str) -> PipelineDB:
@@ -122,8 +121,10 @@ class PipelineDB:
         await self.engines.dispose()
 
     async def ping(self) -> None:
-        async with self.engines.reader.connect() as conn:
-            await conn.exec_driver_sql("SELECT 1")
+        def tx(conn: Connection) -> Any:
+            conn.exec_driver_sql("SELECT 1")
+
+        await self.engines.read(tx)
 
     # -- helpers -------------------------------------------------------------------
 
@@ -131,9 +132,9 @@ class PipelineDB:
         dialect = postgresql if self._dialect == "postgresql" else sqlite
         return dialect.insert(table).on_conflict_do_nothing()
 
-    async def _history(
+    def _history(
         self,
-        conn: AsyncConnection,
+        conn: Connection,
         job_ids: Iterable[int],
         status: JobStatus,
         minor: str,
@@ -150,11 +151,11 @@ class PipelineDB:
             for st, m in steps
         ]
         if rows:
-            await conn.execute(insert(job_status_history), rows)
+            conn.execute(insert(job_status_history), rows)
 
-    async def _set_status(
+    def _set_status(
         self,
-        conn: AsyncConnection,
+        conn: Connection,
         job_ids: Sequence[int],
         old: Sequence[JobStatus],
         new: JobStatus,
@@ -172,14 +173,14 @@ class PipelineDB:
         ts = now()
         changed: list[int] = []
         for part in chunks(job_ids):
-            result = await conn.execute(
+            result = conn.execute(
                 update(jobs)
                 .where(jobs.c.id.in_(part), jobs.c.status.in_([s.value for s in old]))
                 .values(status=new.value, minor_status=minor, updated=ts, **values)
                 .returning(jobs.c.id)
             )
             changed.extend(r[0] for r in result)
-        await self._history(conn, changed, new, minor, source, ts, via=via)
+        self._history(conn, changed, new, minor, source, ts, via=via)
         return changed
 
     # -- submission ----------------------------------------------------------------
@@ -194,15 +195,16 @@ class PipelineDB:
         """
         ts = now()
         drefs = [d for d, _ in ordered]
-        async with self.engines.writer.begin() as conn:
+
+        def tx(conn: Connection) -> Any:
             pipeline_id = (
-                await conn.execute(
+                conn.execute(
                     insert(pipelines)
                     .values(owner=owner, created=ts, targets=json.dumps(list(targets)))
                     .returning(pipelines.c.id)
                 )
             ).scalar_one()
-            await conn.execute(
+            conn.execute(
                 self._insert_ignore(derivations),
                 [
                     {
@@ -214,10 +216,10 @@ class PipelineDB:
                     for d, drv in ordered
                 ],
             )
-            realized = await self._chosen_realizations(conn, drefs)
+            realized = self._chosen_realizations(conn, drefs)
             live: dict[str, tuple[int, str]] = {}  # dref -> (job id, status) of a live job
             for part in chunks(drefs):
-                rows = await conn.execute(
+                rows = conn.execute(
                     select(jobs.c.dref, jobs.c.id, jobs.c.status)
                     .where(
                         jobs.c.dref.in_(part), jobs.c.status.in_([s.value for s in LIVE_STATUSES])
@@ -250,8 +252,8 @@ class PipelineDB:
             if new_jobs:
                 # A plain executemany, then one query for the ids: RETURNING in an
                 # executemany runs row by row on SQLite.
-                await conn.execute(insert(jobs), new_jobs)
-                result = await conn.execute(
+                conn.execute(insert(jobs), new_jobs)
+                result = conn.execute(
                     select(jobs.c.dref, jobs.c.id).where(jobs.c.pipeline_id == pipeline_id)
                 )
                 stage_job.update({dref: job_id for dref, job_id in result})
@@ -265,7 +267,7 @@ class PipelineDB:
                 if dep not in realized
             ]
             if edges:
-                await conn.execute(insert(job_edges), edges)
+                conn.execute(insert(job_edges), edges)
             created = [(row["dref"], stage_job[row["dref"]], row["status"]) for row in new_jobs]
             history = [
                 row
@@ -280,7 +282,7 @@ class PipelineDB:
                 )
             ]
             if history:
-                await conn.execute(
+                conn.execute(
                     insert(job_status_history),
                     [
                         {
@@ -293,7 +295,7 @@ class PipelineDB:
                         for j, s, m in history
                     ],
                 )
-            await conn.execute(
+            conn.execute(
                 insert(pipeline_stages),
                 [
                     {
@@ -305,18 +307,21 @@ class PipelineDB:
                     for dref in drefs
                 ],
             )
-            info = await self._pipeline_info(conn, pipeline_id)
+            info = self._pipeline_info(conn, pipeline_id)
+            return info, created
+
+        info, created = await self.engines.write(tx)
         assert info is not None
         ready = [job_id for _, job_id, status in created if status == S.WAITING]
         return SubmitOutcome(pipeline=info, ready=ready)
 
-    async def _chosen_realizations(
-        self, conn: AsyncConnection, drefs: Sequence[str]
+    def _chosen_realizations(
+        self, conn: Connection, drefs: Sequence[str]
     ) -> dict[str, InputRealization]:
         """The realization the matcher picks for each realized derivation (``only``: the first)."""
         chosen: dict[str, InputRealization] = {}
         for part in chunks(list(drefs)):
-            rows = await conn.execute(
+            rows = conn.execute(
                 select(realizations.c.dref, realizations.c.rref, realizations.c.output)
                 .where(realizations.c.dref.in_(part))
                 .order_by(realizations.c.created, realizations.c.rref)
@@ -334,12 +339,15 @@ class PipelineDB:
 
         With *start* the won jobs go on to Running in the same transaction.
         """
-        async with self.engines.writer.begin() as conn:
-            return await self._claim(conn, job_ids, worker, start=start, source=source)
 
-    async def _claim(
+        def tx(conn: Connection) -> Any:
+            return self._claim(conn, job_ids, worker, start=start, source=source)
+
+        return await self.engines.write(tx)
+
+    def _claim(
         self,
-        conn: AsyncConnection,
+        conn: Connection,
         job_ids: Sequence[int],
         worker: str,
         *,
@@ -348,7 +356,7 @@ class PipelineDB:
     ) -> list[ClaimedJob]:
         matched = f"Matched by {worker}"
         if start:
-            won = await self._set_status(
+            won = self._set_status(
                 conn,
                 job_ids,
                 [S.WAITING],
@@ -360,20 +368,18 @@ class PipelineDB:
                 heartbeat=now(),
             )
         else:
-            won = await self._set_status(
+            won = self._set_status(
                 conn, job_ids, [S.WAITING], S.MATCHED, matched, source, worker=worker
             )
-        return await self._claimed_jobs(conn, won)
+        return self._claimed_jobs(conn, won)
 
-    async def _claimed_jobs(
-        self, conn: AsyncConnection, job_ids: Sequence[int]
-    ) -> list[ClaimedJob]:
+    def _claimed_jobs(self, conn: Connection, job_ids: Sequence[int]) -> list[ClaimedJob]:
         if not job_ids:
             return []
         rows: list[Any] = []
         for part in chunks(job_ids):
             rows.extend(
-                await conn.execute(
+                conn.execute(
                     select(jobs.c.id, jobs.c.dref, jobs.c.attempt, derivations.c.body)
                     .join(derivations, derivations.c.dref == jobs.c.dref)
                     .where(jobs.c.id.in_(part))
@@ -381,7 +387,7 @@ class PipelineDB:
             )
         parsed = {row.id: (row, Derivation.model_validate_json(row.body)) for row in rows}
         needed = {d for _, drv in parsed.values() for d in drv.input_drefs().values()}
-        chosen = await self._chosen_realizations(conn, sorted(needed))
+        chosen = self._chosen_realizations(conn, sorted(needed))
         claimed = []
         for job_id in job_ids:
             row, drv = parsed[job_id]
@@ -391,10 +397,13 @@ class PipelineDB:
 
     async def start(self, job_ids: Sequence[int], worker: str) -> list[int]:
         """Matched -> Running for jobs this worker holds."""
-        async with self.engines.writer.begin() as conn:
-            return await self._set_status(
+
+        def tx(conn: Connection) -> Any:
+            return self._set_status(
                 conn, job_ids, [S.MATCHED], S.RUNNING, "Building", "worker", heartbeat=now()
             )
+
+        return await self.engines.write(tx)
 
     async def finish(
         self,
@@ -412,9 +421,10 @@ class PipelineDB:
         """
         ts = now()
         outcome = FinishOutcome()
-        async with self.engines.writer.begin() as conn:
+
+        def tx(conn: Connection) -> Any:
             if successes:
-                await conn.execute(
+                conn.execute(
                     self._insert_ignore(realizations),
                     [
                         {
@@ -433,10 +443,10 @@ class PipelineDB:
                     ],
                 )
                 # only jobs still held: a job killed meanwhile stays Killed
-                held = await self._held(conn, [x.job_id for x in successes])
+                held = self._held(conn, [x.job_id for x in successes])
                 done = [x for x in successes if x.job_id in held]
                 if done:
-                    await conn.execute(
+                    conn.execute(
                         update(jobs)
                         .where(jobs.c.id == bindparam("_id"))
                         .values(
@@ -449,23 +459,23 @@ class PipelineDB:
                         [{"_id": x.job_id, "_rref": x.rref, "_log": x.log} for x in done],
                     )
                 done_ids = [x.job_id for x in done]
-                await self._history(conn, done_ids, S.DONE, "Built", "worker", ts)
-                outcome.released = await self._release_dependents(conn, done_ids, ts)
+                self._history(conn, done_ids, S.DONE, "Built", "worker", ts)
+                outcome.released = self._release_dependents(conn, done_ids, ts)
             if failures:
-                await self._fail(conn, failures, ts)
+                self._fail(conn, failures, ts)
             if claim_released and outcome.released:
                 mine = outcome.released[:claim_released]
-                outcome.claimed = await self._claim(conn, mine, worker, start=True, source="worker")
+                outcome.claimed = self._claim(conn, mine, worker, start=True, source="worker")
                 won = {c.id for c in outcome.claimed}
                 outcome.released = [j for j in outcome.released if j not in won]
+
+        await self.engines.write(tx)
         return outcome
 
-    async def _release_dependents(
-        self, conn: AsyncConnection, done: Sequence[int], ts: datetime
-    ) -> list[int]:
+    def _release_dependents(self, conn: Connection, done: Sequence[int], ts: datetime) -> list[int]:
         counts: Counter[int] = Counter()
         for part in chunks(done):
-            rows = await conn.execute(
+            rows = conn.execute(
                 select(job_edges.c.job_id).where(job_edges.c.input_job_id.in_(part))
             )
             counts.update(r[0] for r in rows)
@@ -476,14 +486,14 @@ class PipelineDB:
             by_count[n].append(job_id)
         for n, ids in by_count.items():
             for part in chunks(ids):
-                await conn.execute(
+                conn.execute(
                     update(jobs)
                     .where(jobs.c.id.in_(part), jobs.c.status == S.CHECKING.value)
                     .values(pending_inputs=jobs.c.pending_inputs - n)
                 )
         released: list[int] = []
         for part in chunks(sorted(counts)):
-            result = await conn.execute(
+            result = conn.execute(
                 update(jobs)
                 .where(
                     jobs.c.id.in_(part),
@@ -494,14 +504,14 @@ class PipelineDB:
                 .returning(jobs.c.id)
             )
             released.extend(r[0] for r in result)
-        await self._history(conn, released, S.WAITING, "Inputs ready", "worker", ts)
+        self._history(conn, released, S.WAITING, "Inputs ready", "worker", ts)
         return sorted(released)
 
-    async def _held(self, conn: AsyncConnection, job_ids: Sequence[int]) -> set[int]:
+    def _held(self, conn: Connection, job_ids: Sequence[int]) -> set[int]:
         """The jobs among *job_ids* that a worker still holds (locked until commit)."""
         held: set[int] = set()
         for part in chunks(job_ids):
-            rows = await conn.execute(
+            rows = conn.execute(
                 select(jobs.c.id)
                 .where(jobs.c.id.in_(part), jobs.c.status.in_([x.value for x in HELD]))
                 .with_for_update()
@@ -509,13 +519,11 @@ class PipelineDB:
             held.update(r[0] for r in rows)
         return held
 
-    async def _fail(
-        self, conn: AsyncConnection, failures: Sequence[BuildFailure], ts: datetime
-    ) -> None:
-        held = await self._held(conn, [f.job_id for f in failures])
+    def _fail(self, conn: Connection, failures: Sequence[BuildFailure], ts: datetime) -> None:
+        held = self._held(conn, [f.job_id for f in failures])
         failed = [f for f in failures if f.job_id in held]
         if failed:
-            await conn.execute(
+            conn.execute(
                 update(jobs)
                 .where(jobs.c.id == bindparam("_id"))
                 .values(
@@ -526,7 +534,7 @@ class PipelineDB:
                 ),
                 [{"_id": f.job_id, "_minor": f.reason[:512], "_log": f.log} for f in failed],
             )
-            await conn.execute(
+            conn.execute(
                 insert(job_status_history),
                 [
                     {
@@ -539,18 +547,16 @@ class PipelineDB:
                     for f in failed
                 ],
             )
-        await self._fail_dependents(conn, [f.job_id for f in failed], ts)
+        self._fail_dependents(conn, [f.job_id for f in failed], ts)
 
-    async def _fail_dependents(
-        self, conn: AsyncConnection, failed: Sequence[int], ts: datetime
-    ) -> None:
+    def _fail_dependents(self, conn: Connection, failed: Sequence[int], ts: datetime) -> None:
         """Dependents of failed jobs never run: Failed, naming the input that failed."""
         frontier = list(failed)
         while frontier:
             rows: list[Any] = []
             for part in chunks(frontier):
                 rows.extend(
-                    await conn.execute(
+                    conn.execute(
                         select(job_edges.c.job_id, jobs.c.name)
                         .join(jobs, jobs.c.id == job_edges.c.input_job_id)
                         .where(job_edges.c.input_job_id.in_(part))
@@ -562,78 +568,88 @@ class PipelineDB:
             frontier = []
             for reason, ids in by_reason.items():
                 frontier.extend(
-                    await self._set_status(
+                    self._set_status(
                         conn, sorted(set(ids)), [S.CHECKING, S.WAITING], S.FAILED, reason, "worker"
                     )
                 )
 
     async def heartbeat(self, job_ids: Sequence[int]) -> None:
-        async with self.engines.writer.begin() as conn:
+        def tx(conn: Connection) -> Any:
             for part in chunks(job_ids):
-                await conn.execute(update(jobs).where(jobs.c.id.in_(part)).values(heartbeat=now()))
+                conn.execute(update(jobs).where(jobs.c.id.in_(part)).values(heartbeat=now()))
+
+        await self.engines.write(tx)
 
     # -- workers registry and recovery -----------------------------------------------
 
     async def register_worker(self, worker: str, hostname: str, pid: int) -> None:
         ts = now()
-        async with self.engines.writer.begin() as conn:
-            await conn.execute(
+
+        def tx(conn: Connection) -> Any:
+            conn.execute(
                 self._insert_ignore(workers),
                 [{"id": worker, "hostname": hostname, "pid": pid, "started": ts, "last_seen": ts}],
             )
+
+        await self.engines.write(tx)
 
     async def reschedule_orphans(
         self, live_workers: Iterable[str], source: str = "engine"
     ) -> list[int]:
         """Jobs held by a worker that is gone: Rescheduled, then Waiting again (attempt + 1)."""
         live = list(live_workers)
-        async with self.engines.writer.begin() as conn:
+
+        def tx(conn: Connection) -> Any:
             query = select(jobs.c.id).where(jobs.c.status.in_([s.value for s in HELD]))
             if live:
                 query = query.where(jobs.c.worker.not_in(live))
-            orphans = [r[0] for r in await conn.execute(query)]
+            orphans = [r[0] for r in conn.execute(query)]
             held = [s for s in HELD]
-            moved = await self._set_status(
-                conn, orphans, held, S.RESCHEDULED, "Worker lost", source
-            )
+            moved = self._set_status(conn, orphans, held, S.RESCHEDULED, "Worker lost", source)
             for part in chunks(moved):
-                await conn.execute(
+                conn.execute(
                     update(jobs)
                     .where(jobs.c.id.in_(part))
                     .values(attempt=jobs.c.attempt + 1, worker=None)
                 )
-            return await self._set_status(
-                conn, moved, [S.RESCHEDULED], S.WAITING, "Rescheduled", source
-            )
+            return self._set_status(conn, moved, [S.RESCHEDULED], S.WAITING, "Rescheduled", source)
+
+        return await self.engines.write(tx)
 
     async def waiting_jobs(self) -> list[int]:
-        async with self.engines.reader.connect() as conn:
-            rows = await conn.execute(
+        def tx(conn: Connection) -> Any:
+            rows = conn.execute(
                 select(jobs.c.id).where(jobs.c.status == S.WAITING.value).order_by(jobs.c.id)
             )
             return [r[0] for r in rows]
 
+        return await self.engines.read(tx)
+
     async def live_job_count(self) -> int:
-        async with self.engines.reader.connect() as conn:
+        def tx(conn: Connection) -> Any:
             return (
-                await conn.execute(
+                conn.execute(
                     select(func.count())
                     .select_from(jobs)
                     .where(jobs.c.status.in_([s.value for s in LIVE_STATUSES]))
                 )
             ).scalar_one()
 
+        return await self.engines.read(tx)
+
     # -- reads -------------------------------------------------------------------
 
     async def get_pipeline(self, pipeline_id: int) -> PipelineInfo | None:
-        async with self.engines.reader.connect() as conn:
-            return await self._pipeline_info(conn, pipeline_id)
+        def tx(conn: Connection) -> Any:
+            return self._pipeline_info(conn, pipeline_id)
 
-    async def _pipeline_info(self, conn: AsyncConnection, pipeline_id: int) -> PipelineInfo | None:
-        row = (await conn.execute(select(pipelines).where(pipelines.c.id == pipeline_id))).first()
+        return await self.engines.read(tx)
+
+    def _pipeline_info(self, conn: Connection, pipeline_id: int) -> PipelineInfo | None:
+        row = (conn.execute(select(pipelines).where(pipelines.c.id == pipeline_id))).first()
         if row is None:
             return None
-        result = await conn.execute(
+        result = conn.execute(
             select(
                 pipeline_stages.c.dref,
                 pipeline_stages.c.job_id,
@@ -687,13 +703,14 @@ class PipelineDB:
         self, pipeline_id: int, after: int = 0, limit: int = 5000
     ) -> PipelineEvents | None:
         """Status changes of the pipeline's jobs since event *after*, and whether it is finished."""
-        async with self.engines.reader.connect() as conn:
+
+        def tx(conn: Connection) -> Any:
             exists = (
-                await conn.execute(select(pipelines.c.id).where(pipelines.c.id == pipeline_id))
+                conn.execute(select(pipelines.c.id).where(pipelines.c.id == pipeline_id))
             ).first()
             if exists is None:
                 return None
-            rows = await conn.execute(
+            rows = conn.execute(
                 select(
                     job_status_history.c.id,
                     job_status_history.c.job_id,
@@ -724,7 +741,7 @@ class PipelineDB:
                 for r in rows
             ]
             unfinished = (
-                await conn.execute(
+                conn.execute(
                     select(func.count())
                     .select_from(pipeline_stages)
                     .join(jobs, jobs.c.id == pipeline_stages.c.job_id)
@@ -734,6 +751,12 @@ class PipelineDB:
                     )
                 )
             ).scalar_one()
+            return events, unfinished
+
+        found = await self.engines.read(tx)
+        if found is None:
+            return None
+        events, unfinished = found
         last = events[-1].id if events else after
         return PipelineEvents(
             events=events, last_event_id=last, finished=unfinished == 0 and len(events) < limit
@@ -741,15 +764,18 @@ class PipelineDB:
 
     async def last_event_id(self) -> int:
         """The id of the newest status change of any job (0 if none): cheap to poll."""
-        async with self.engines.reader.connect() as conn:
-            return (await conn.execute(select(func.max(job_status_history.c.id)))).scalar() or 0
+
+        def tx(conn: Connection) -> Any:
+            return (conn.execute(select(func.max(job_status_history.c.id)))).scalar() or 0
+
+        return await self.engines.read(tx)
 
     async def get_job(self, job_id: int) -> JobInfo | None:
-        async with self.engines.reader.connect() as conn:
-            row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).first()
+        def tx(conn: Connection) -> Any:
+            row = (conn.execute(select(jobs).where(jobs.c.id == job_id))).first()
             if row is None:
                 return None
-            history = await conn.execute(
+            history = conn.execute(
                 select(job_status_history)
                 .where(job_status_history.c.job_id == job_id)
                 .order_by(job_status_history.c.id)
@@ -778,17 +804,24 @@ class PipelineDB:
                 ],
             )
 
+        return await self.engines.read(tx)
+
     async def get_realization(self, rref: str) -> RealizationInfo | None:
-        async with self.engines.reader.connect() as conn:
-            rows = await self._realization_rows(conn, realizations.c.rref == rref)
+        def tx(conn: Connection) -> Any:
+            rows = self._realization_rows(conn, realizations.c.rref == rref)
+            return rows
+
+        rows = await self.engines.read(tx)
         return rows[0] if rows else None
 
     async def realizations_of(self, dref: str) -> list[RealizationInfo]:
-        async with self.engines.reader.connect() as conn:
-            return await self._realization_rows(conn, realizations.c.dref == dref)
+        def tx(conn: Connection) -> Any:
+            return self._realization_rows(conn, realizations.c.dref == dref)
 
-    async def _realization_rows(self, conn: AsyncConnection, where: Any) -> list[RealizationInfo]:
-        rows = await conn.execute(
+        return await self.engines.read(tx)
+
+    def _realization_rows(self, conn: Connection, where: Any) -> list[RealizationInfo]:
+        rows = conn.execute(
             select(realizations, derivations.c.name)
             .join(derivations, derivations.c.dref == realizations.c.dref)
             .where(where)
@@ -812,10 +845,13 @@ class PipelineDB:
         ]
 
     async def get_derivation(self, dref: str) -> Derivation | None:
-        async with self.engines.reader.connect() as conn:
+        def tx(conn: Connection) -> Any:
             body = (
-                await conn.execute(select(derivations.c.body).where(derivations.c.dref == dref))
+                conn.execute(select(derivations.c.body).where(derivations.c.dref == dref))
             ).scalar()
+            return body
+
+        body = await self.engines.read(tx)
         return None if body is None else Derivation.model_validate_json(body)
 
 
