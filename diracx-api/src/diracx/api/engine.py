@@ -9,6 +9,7 @@ again; the engine stops itself after being idle.
 from __future__ import annotations
 
 import fcntl
+import http.client
 import importlib.util
 import json
 import os
@@ -17,8 +18,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import httpx
+from urllib.parse import urlsplit
 
 from diracx.core.exceptions import DiracxError
 
@@ -57,11 +57,24 @@ def running_engine(data_dir: Path) -> EngineInfo | None:
         return None
     if not _pid_alive(info.pid):
         return None
+    return info if _answers(info.url) else None
+
+
+def _answers(url: str) -> bool:
+    """True if the engine at *url* (plain HTTP on loopback) says it is live.
+
+    http.client, not httpx: an httpx client builds an SSL context first, which costs
+    more than the whole check (this runs at every connect()).
+    """
+    parsed = urlsplit(url)
+    conn = http.client.HTTPConnection(parsed.hostname or "127.0.0.1", parsed.port, timeout=2.0)
     try:
-        response = httpx.get(f"{info.url}/api/health/live", timeout=2.0)
-    except httpx.HTTPError:
-        return None
-    return info if response.status_code == 200 else None
+        conn.request("GET", "/api/health/live")
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()
 
 
 def ensure_engine(data_dir: Path) -> EngineInfo:

@@ -104,6 +104,9 @@ class AsyncDiracxClient:
         self._http = httpx.AsyncClient(
             base_url=self.url,
             headers=headers,
+            # Plain HTTP (the embedded engine on loopback) needs no certificates: loading
+            # them costs more than a whole request.
+            verify=not self.url.startswith("http://"),
             timeout=httpx.Timeout(timeout, connect=10.0),
             event_hooks={"response": [_raise_for_status]},
         )
