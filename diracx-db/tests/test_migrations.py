@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
-from diracx.db.migrate import HEAD, alembic_config, sqlite_is_current, upgrade
+from diracx.db.migrate import (
+    HEAD,
+    alembic_config,
+    current_revision,
+    sqlite_is_current,
+    upgrade,
+    wait_for_schema,
+)
 from diracx.db.schema import metadata
 
 
@@ -37,3 +45,16 @@ def test_sqlite_fast_path_only_when_current(tmp_path):
     upgrade(url)
     assert sqlite_is_current(url)
     assert not sqlite_is_current("postgresql+asyncpg://u@127.0.0.1/x")
+
+
+def test_current_revision_and_wait_for_schema(db_url):
+    assert current_revision(db_url) is None
+    upgrade(db_url)
+    assert current_revision(db_url) == HEAD
+    wait_for_schema(db_url, timeout=1)  # returns at once
+
+
+def test_wait_for_schema_says_what_to_do(tmp_path):
+    url = f"sqlite:///{tmp_path / 'never-migrated.db'}"
+    with pytest.raises(RuntimeError, match="migrat"):
+        wait_for_schema(url, timeout=0.6)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,6 +46,33 @@ def sqlite_is_current(url: str) -> bool:
     except sqlite3.Error:
         return False
     return row is not None and row[0] == HEAD
+
+
+def current_revision(url: str) -> str | None:
+    """The revision the database at *url* is at; None if it was never migrated."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import DBAPIError
+
+    engine = create_engine(alembic_config(url).attributes["sqlalchemy_url"])
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except DBAPIError:  # no table yet, or no database yet
+        return None
+    finally:
+        engine.dispose()
+
+
+def wait_for_schema(url: str, timeout: float = 120.0) -> None:
+    """Wait until the database is migrated to HEAD (a worker started with its service)."""
+    deadline = time.monotonic() + timeout
+    while (revision := current_revision(url)) != HEAD:
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"the database is at revision {revision or 'none'}, this DiracX needs {HEAD}: "
+                "run `dirac server` (it migrates on start) or the migrations first"
+            )
+        time.sleep(0.5)
 
 
 def upgrade(url: str, revision: str = "head") -> None:

@@ -34,6 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     from diracx.routers.factory import create_app
 
     settings = ServiceSettings()
+    if settings.service_token is None:
+        print(
+            "diracx: DIRACX_SERVICE_TOKEN is not set, so every request will be refused (401). "
+            "Set it (clients then use it as DIRACX_TOKEN), or run the single-user engine "
+            "with --embedded.",
+            file=sys.stderr,
+        )
     if not args.no_migrate:
         upgrade(settings.resolved_db_url())
     uvicorn.run(create_app(settings), host=args.host, port=args.port or 8000, log_level="info")

@@ -23,6 +23,7 @@ from diracx.core.derivation import TreeInput, realization_ref
 from diracx.core.settings import ServiceSettings
 from diracx.core.store import LocalStore
 from diracx.core.tree import ingest_directory, load_tree, materialize_tree, remove_tree
+from diracx.db.migrate import wait_for_schema
 from diracx.db.pipelines import BuildFailure, BuildSuccess, ClaimedJob, PipelineDB
 from diracx.tasks.cleanup import reap_dead_workers
 from diracx.tasks.executors.base import BuildRequest, get_executor, prepare_scratch
@@ -60,6 +61,8 @@ class WorkerRuntime:
         self._heartbeat: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        # A worker started beside its service may come up before the service migrated.
+        await asyncio.to_thread(wait_for_schema, self.settings.resolved_db_url())
         await asyncio.to_thread(reap_dead_workers, self.settings.scratch_dir)
         self.scratch_root.mkdir(parents=True, exist_ok=True)
         await self.db.register_worker(self.worker_id, socket.gethostname(), os.getpid())
