@@ -40,7 +40,18 @@ def main() -> int:
     if summary["built"] or summary["failed"]:
         print("unexpected: the second run should build nothing", file=sys.stderr)
         return 1
+    show_release(summary["targets"]["release"]["rref"])
     return 0
+
+
+def show_release(rref: str) -> None:
+    """Read the release straight from the store, as any later program could."""
+    from diracx.api import connect
+
+    with connect() as session:
+        release = session.realization(rref)
+        print(f"\nthe release ({rref[:16]}…) holds: {', '.join(release.files())}")
+        print(release.read_text("RELEASE.txt"), end="")
 
 
 if __name__ == "__main__":

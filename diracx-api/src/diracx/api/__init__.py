@@ -3,19 +3,49 @@
 >>> from diracx.api import command, connect, host_dir, stage
 >>> with connect() as session:                      # DIRACX_URL, or the embedded engine
 ...     result = session.realize(my_stage)         # doctest: +SKIP
+
+The session half (and with it the HTTP client) is imported on first use: a python
+stage's module imports ``diracx.api`` on the worker too, where only the stage
+definitions are needed.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from diracx.api.instantiate import Instantiated, PipelineInBuilderError, instantiate
-from diracx.api.realization import AsyncRealization
-from diracx.api.session import (
-    AsyncSession,
-    PipelineFailedError,
-    PipelineResult,
-    Progress,
-    aconnect,
-)
 from diracx.api.stages import Stage, TreeRef, command, host_dir, host_file, stage
-from diracx.api.sync import Realization, Session, connect
+
+if TYPE_CHECKING:
+    from diracx.api.realization import AsyncRealization
+    from diracx.api.session import (
+        AsyncSession,
+        PipelineFailedError,
+        PipelineResult,
+        Progress,
+        aconnect,
+    )
+    from diracx.api.sync import Realization, Session, connect
+
+_LAZY = {
+    "AsyncRealization": "diracx.api.realization",
+    "AsyncSession": "diracx.api.session",
+    "PipelineFailedError": "diracx.api.session",
+    "PipelineResult": "diracx.api.session",
+    "Progress": "diracx.api.session",
+    "aconnect": "diracx.api.session",
+    "Realization": "diracx.api.sync",
+    "Session": "diracx.api.sync",
+    "connect": "diracx.api.sync",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'diracx.api' has no attribute {name!r}")
+
 
 __all__ = [
     "AsyncRealization",
