@@ -241,3 +241,34 @@ def test_version(engine: EngineProcess) -> None:
     assert set(data["client"]) >= {"diracx-api", "diracx-cli", "diracx-client", "diracx-core"}
     assert len(set(data["client"].values())) == 1  # lockstep versions
     assert doc["pid"] == engine.pid  # the CLI used the running engine, it did not start one
+
+
+def test_ctrl_c_detaches_and_says_where_the_pipeline_goes_on(
+    engine: EngineProcess, tmp_path: Path
+) -> None:
+    import signal
+    import time
+
+    path = tmp_path / "sleepy.py"
+    path.write_text(
+        "from diracx.api import command\n"
+        f"targets = [command('sleepy', ['sleep', '3'], config={{'salt': {uuid.uuid4().hex!r}}})]\n"
+    )
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "diracx.cli", "run", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # "pipeline N: 1 stages, ..." once submitted
+    assert line.startswith("pipeline ")
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    pipeline_id = line.split()[1].rstrip(":")
+    assert f"dirac pipelines show {pipeline_id}" in " ".join(err.split())
+    assert "Traceback" not in err

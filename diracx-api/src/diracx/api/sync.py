@@ -6,9 +6,11 @@ A ``Session`` runs an ``AsyncSession`` on an event loop in a background thread
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
@@ -18,6 +20,26 @@ from diracx.api.session import AsyncSession, PipelineResult, Progress
 from diracx.api.stages import TreeRef
 from diracx.core.models import JobInfo, Metadata, PipelineInfo
 from diracx.core.tree import Tree
+
+T = TypeVar("T")
+
+
+def call(portal: BlockingPortal, func: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """Run ``func(*args)`` on the portal's loop and wait for it, interruptibly.
+
+    A plain ``portal.call`` blocks Ctrl-C until the call ends (a whole pipeline);
+    here KeyboardInterrupt cancels the call and propagates.
+    """
+    future = portal.start_task_soon(func, *args)
+    try:
+        while True:
+            try:
+                return future.result(timeout=0.1)
+            except concurrent.futures.TimeoutError:
+                continue
+    except KeyboardInterrupt:
+        future.cancel()
+        raise
 
 
 class Realization:
@@ -38,22 +60,22 @@ class Realization:
         return self._inner.as_input()
 
     def tree(self) -> Tree:
-        return self._portal.call(self._inner.tree)
+        return call(self._portal, self._inner.tree)
 
     def files(self) -> list[str]:
-        return self._portal.call(self._inner.files)
+        return call(self._portal, self._inner.files)
 
     def read_bytes(self, path: str) -> bytes:
-        return self._portal.call(self._inner.read_bytes, path)
+        return call(self._portal, self._inner.read_bytes, path)
 
     def read_text(self, path: str, encoding: str = "utf-8") -> str:
-        return self._portal.call(self._inner.read_text, path, encoding)
+        return call(self._portal, self._inner.read_text, path, encoding)
 
     def result(self) -> Any:
-        return self._portal.call(self._inner.result)
+        return call(self._portal, self._inner.result)
 
     def download(self, dest: str | Path) -> Path:
-        return self._portal.call(self._inner.download, dest)
+        return call(self._portal, self._inner.download, dest)
 
 
 class Session:
@@ -63,14 +85,14 @@ class Session:
         self._portal_cm = start_blocking_portal()
         self._portal = self._portal_cm.__enter__()
         try:
-            self._async = self._portal.call(AsyncSession.open, url, token)
+            self._async = call(self._portal, AsyncSession.open, url, token)
         except BaseException:
             self._portal_cm.__exit__(None, None, None)
             raise
 
     def close(self) -> None:
         try:
-            self._portal.call(self._async.close)
+            call(self._portal, self._async.close)
         finally:
             self._portal_cm.__exit__(None, None, None)
 
@@ -87,27 +109,27 @@ class Session:
     def run(
         self, targets: Any, progress: Progress | None = None
     ) -> tuple[Instantiated, PipelineResult]:
-        return self._portal.call(functools.partial(self._async.run, targets, progress))
+        return call(self._portal, functools.partial(self._async.run, targets, progress))
 
     def realize(self, targets: Any, progress: Progress | None = None) -> Any:
         """Realize a stage, a list or a dict of stages; realizations come back in that shape."""
-        result = self._portal.call(functools.partial(self._async.realize, targets, progress))
+        result = call(self._portal, functools.partial(self._async.realize, targets, progress))
         return _wrap(self._portal, result)
 
     def realization(self, rref: str) -> Realization:
-        return Realization(self._portal, self._portal.call(self._async.realization, rref))
+        return Realization(self._portal, call(self._portal, self._async.realization, rref))
 
     def pipeline(self, pipeline_id: int) -> PipelineInfo:
-        return self._portal.call(self._async.pipeline, pipeline_id)
+        return call(self._portal, self._async.pipeline, pipeline_id)
 
     def job(self, job_id: int) -> JobInfo:
-        return self._portal.call(self._async.job, job_id)
+        return call(self._portal, self._async.job, job_id)
 
     def server_metadata(self) -> Metadata:
-        return self._portal.call(self._async.server_metadata)
+        return call(self._portal, self._async.server_metadata)
 
     def job_log(self, job_id: int) -> str:
-        return self._portal.call(self._async.job_log, job_id)
+        return call(self._portal, self._async.job_log, job_id)
 
 
 def _wrap(portal: BlockingPortal, value: Any) -> Any:

@@ -58,6 +58,7 @@ class RunProgress(Progress):
         self.quiet = quiet
         self.live: Live | None = None
         self.names: dict[str, str] = {}
+        self.pipeline_id: int | None = None
         self.state: dict[str, str] = {}
         self.started = time.monotonic()
 
@@ -69,6 +70,7 @@ class RunProgress(Progress):
             console.print(f"uploading {blobs} files ({size / 1e6:.1f} MB)")
 
     def submitted(self, pipeline: PipelineInfo) -> None:
+        self.pipeline_id = pipeline.id
         for s in pipeline.stages:
             self.state[s.dref] = "cached" if s.cached else str(s.status)
         if self.quiet:
@@ -148,6 +150,15 @@ def run(
     with session() as s:
         try:
             _, result = s.run(targets, progress)
+        except KeyboardInterrupt:
+            progress.stop()
+            if progress.pipeline_id is None:
+                fail("interrupted before the pipeline was submitted", 130)
+            fail(
+                f"interrupted: pipeline {progress.pipeline_id} goes on in the engine; "
+                f"see it with `dirac pipelines show {progress.pipeline_id}`",
+                130,
+            )
         finally:
             progress.stop()
     elapsed = time.monotonic() - started
