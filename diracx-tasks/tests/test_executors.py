@@ -24,6 +24,7 @@ from diracx.tasks.executors.base import (
     get_executor,
     load_executors,
     prepare_scratch,
+    remove_scratch,
 )
 from diracx.tasks.executors.process import ProcessExecutor
 from diracx.tasks.executors.python import PythonExecutor
@@ -88,6 +89,7 @@ def make_request(
 ) -> BuildRequest:
     """Do what the worker does: prepare the scratch, materialize inputs and source."""
     scratch = tmp_path / "scratch"
+    tmp_path.mkdir(parents=True, exist_ok=True)
     prepare_scratch(scratch, drv)
     for name, files in (inputs or {}).items():
         root = scratch / "inputs" / name
@@ -148,7 +150,28 @@ def test_prepare_scratch(tmp_path: Path) -> None:
         assert (tmp_path / "s" / sub).is_dir()
     assert not any((tmp_path / "s" / "out").iterdir())
     assert (tmp_path / "s" / "config.json").read_bytes() == canonical_json(drv.config)
-    prepare_scratch(tmp_path / "s", drv)  # idempotent
+    with pytest.raises(FileExistsError):  # a scratch directory is always new
+        prepare_scratch(tmp_path / "s", drv)
+
+
+def test_remove_scratch_empty_skeleton_and_full_tree(tmp_path: Path) -> None:
+    drv = process_drv(["true"])
+    empty = tmp_path / "empty"
+    prepare_scratch(empty, drv)
+    (empty / "log").write_text("")
+    remove_scratch(empty)
+    assert not empty.exists()
+    full = tmp_path / "full"
+    prepare_scratch(full, drv)
+    (full / "out" / "sub").mkdir()
+    (full / "work" / "left.txt").write_text("x")
+    (full / "inputs" / "src").mkdir()
+    (full / "inputs" / "src" / "f").write_text("y")
+    os.chmod(full / "inputs" / "src" / "f", 0o444)
+    os.chmod(full / "inputs" / "src", 0o555)
+    remove_scratch(full)
+    assert not full.exists()
+    remove_scratch(full)  # already gone: nothing to do
 
 
 # -- process executor ------------------------------------------------------------------

@@ -13,13 +13,9 @@ import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, cast
-
-from pydantic import PrivateAttr
+from typing import Any, TypeVar
 
 from diracx.api.stages import HostTree, Stage, StageFunction, TreeRef
-from diracx.core.builders import BuilderSpec
-from diracx.core.canonical import digest_of
 from diracx.core.derivation import (
     Derivation,
     DrvInput,
@@ -40,30 +36,6 @@ T = TypeVar("T")
 
 class PipelineInBuilderError(DiracxError, RuntimeError):
     """A pipeline was started from code running inside a build."""
-
-
-class _ClientDerivation(Derivation):
-    """A derivation that remembers its parsed builder and its DRef, so that each is
-    computed once. The identity is still :meth:`Derivation.body`, as on the server."""
-
-    _spec_memo: BuilderSpec | None = PrivateAttr(default=None)
-    _dref_memo: str | None = PrivateAttr(default=None)
-
-    def builder_spec(self) -> BuilderSpec:
-        spec = self._private()["_spec_memo"]
-        return super().builder_spec() if spec is None else spec
-
-    @property
-    def dref(self) -> str:
-        private = self._private()
-        memo: str | None = private["_dref_memo"]
-        if memo is None:
-            memo = private["_dref_memo"] = digest_of(self.body())
-        return memo
-
-    def _private(self) -> dict[str, Any]:
-        # the private dict directly: pydantic's __getattr__ is slow on a hot path
-        return cast(dict[str, Any], self.__pydantic_private__)
 
 
 @dataclass(frozen=True)
@@ -191,15 +163,14 @@ class _Resolver:
             inputs[name] = made
         # Not validated again: the Stage checked its name, builder, config and input
         # names when it was made, and the inputs are digests computed here.
-        drv = _ClientDerivation.model_construct(
+        return Derivation.trusted(
             name=node._name,
             builder=node._builder,
             config=node._config,
             inputs=inputs,
             matcher=node._matcher,
+            spec=node._spec,
         )
-        drv._private()["_spec_memo"] = node._spec
-        return drv
 
     def _host_tree(self, host: HostTree) -> str:
         digest = self.host_digests.get(host)

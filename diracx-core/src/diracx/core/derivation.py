@@ -8,10 +8,18 @@ Changing anything upstream changes every DRef downstream (a Merkle DAG).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from typing import Annotated, Any, Literal
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any, Literal, Self, cast
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
 from diracx.core.builders import BuilderSpec, parse_builder
 from diracx.core.canonical import canonical_json, check_is_digest, digest_of
@@ -96,8 +104,44 @@ class Derivation(BaseModel):
             raise ValueError(str(exc)) from None
         return self
 
+    # Parsed builder and DRef, each computed once: a derivation is immutable.
+    _spec_memo: BuilderSpec | None = PrivateAttr(default=None)
+    _dref_memo: str | None = PrivateAttr(default=None)
+
+    @classmethod
+    def trusted(
+        cls,
+        *,
+        name: str,
+        builder: dict[str, Any],
+        config: dict[str, Any],
+        inputs: dict[str, Input],
+        matcher: Matcher,
+        spec: BuilderSpec,
+    ) -> Derivation:
+        """A derivation from parts already validated (the client's stages), not checked again."""
+        drv = cls.model_construct(
+            name=name, builder=builder, config=config, inputs=inputs, matcher=matcher
+        )
+        drv._private()["_spec_memo"] = spec
+        return drv
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        copy = super().model_copy(update=update, deep=deep)
+        if update:  # a changed copy is another derivation: forget what was computed
+            copy._private().update(_spec_memo=None, _dref_memo=None)
+        return copy
+
+    def _private(self) -> dict[str, Any]:
+        # the private dict itself: pydantic's __getattr__ is slow on a hot path
+        return cast(dict[str, Any], self.__pydantic_private__)
+
     def builder_spec(self) -> BuilderSpec:
-        return parse_builder(self.builder)
+        private = self._private()
+        spec: BuilderSpec | None = private["_spec_memo"]
+        if spec is None:
+            spec = private["_spec_memo"] = parse_builder(self.builder)
+        return spec
 
     def body(self) -> dict[str, Any]:
         """The canonical document hashed into the DRef; defaults are left out so that
@@ -113,7 +157,11 @@ class Derivation(BaseModel):
 
     @property
     def dref(self) -> str:
-        return digest_of(self.body())
+        private = self._private()
+        dref: str | None = private["_dref_memo"]
+        if dref is None:
+            dref = private["_dref_memo"] = digest_of(self.body())
+        return dref
 
     def input_drefs(self) -> dict[str, str]:
         return {k: v.drv for k, v in self.inputs.items() if isinstance(v, DrvInput)}

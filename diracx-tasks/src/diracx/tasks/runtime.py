@@ -26,7 +26,12 @@ from diracx.core.tree import ingest_directory, load_tree, materialize_tree, remo
 from diracx.db.migrate import wait_for_schema
 from diracx.db.pipelines import BuildFailure, BuildSuccess, ClaimedJob, PipelineDB
 from diracx.tasks.cleanup import reap_dead_workers
-from diracx.tasks.executors.base import BuildRequest, get_executor, prepare_scratch
+from diracx.tasks.executors.base import (
+    BuildRequest,
+    get_executor,
+    prepare_scratch,
+    remove_scratch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +160,7 @@ class WorkerRuntime:
             )
         except Exception as exc:  # an infrastructure error fails this job, not the worker
             log.exception("job %s failed in the worker", job.id)
-            await asyncio.to_thread(remove_tree, scratch)
+            await asyncio.to_thread(remove_scratch, scratch)
             return BuildFailure(job.id, f"worker error: {exc}", None)
         finally:
             self._running.discard(job.id)
@@ -164,7 +169,6 @@ class WorkerRuntime:
     def _prepare(self, job: ClaimedJob, scratch: Path) -> None:
         if scratch.exists():  # left by an earlier attempt of this worker
             remove_tree(scratch)
-        scratch.mkdir(parents=True)
         prepare_scratch(scratch, job.derivation)
         for name, tree in input_trees(job).items():
             materialize_tree(self.store, load_tree(self.store, tree), scratch / "inputs" / name)
@@ -179,7 +183,7 @@ class WorkerRuntime:
         try:
             return self._store_results(job, scratch, ok, reason, started)
         finally:
-            remove_tree(scratch)
+            remove_scratch(scratch)
 
     def _store_results(
         self, job: ClaimedJob, scratch: Path, ok: bool, reason: str, started: datetime

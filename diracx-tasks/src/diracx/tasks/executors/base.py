@@ -17,6 +17,7 @@ An executor runs one build in a scratch directory prepared by the worker::
 
 from __future__ import annotations
 
+import contextlib
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -30,6 +31,7 @@ from diracx.core.builders import ProcessBuilder
 from diracx.core.canonical import canonical_json
 from diracx.core.derivation import Derivation
 from diracx.core.exceptions import UnknownExecutorError
+from diracx.core.tree import remove_tree
 
 ENTRY_POINT_GROUP = "diracx.executors"
 BUILTIN_DISTRIBUTION = "diracx-tasks"
@@ -118,14 +120,37 @@ def _normalize(dist_name: str) -> str:
 
 
 def prepare_scratch(scratch: Path, derivation: Derivation) -> None:
-    """Create ``inputs/ out/ work/ tmp/`` and write ``config.json``.
+    """Create the directory *scratch* (its parent exists) with ``inputs/ out/ work/ tmp/``,
+    and write ``config.json``. A scratch directory is always new: an existing one is an error.
 
     The worker materializes the inputs (and a python stage's ``source/``) itself.
+    Plain system calls: this runs for every build.
     """
+    os.mkdir(scratch)
     for sub in SCRATCH_DIRS:
-        os.makedirs(os.path.join(scratch, sub), exist_ok=True)
-    with open(os.path.join(scratch, CONFIG_NAME), "wb") as f:
-        f.write(canonical_json(derivation.config))
+        os.mkdir(os.path.join(scratch, sub))
+    fd = os.open(os.path.join(scratch, CONFIG_NAME), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.write(fd, canonical_json(derivation.config))
+    finally:
+        os.close(fd)
+
+
+def remove_scratch(scratch: Path) -> None:
+    """Remove a scratch directory: an emptied skeleton (the usual case once the outputs
+    and the log are in the store) in a few system calls, anything else as a tree."""
+    try:
+        for name in (CONFIG_NAME, LOG_NAME):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(scratch, name))
+        for sub in SCRATCH_DIRS:
+            os.rmdir(os.path.join(scratch, sub))
+        os.rmdir(scratch)
+    except FileNotFoundError:
+        if os.path.exists(scratch):
+            remove_tree(scratch)
+    except OSError:  # not empty: inputs, outputs in subdirectories, files left in work/
+        remove_tree(scratch)
 
 
 def build_env(request: BuildRequest) -> dict[str, str]:
