@@ -442,24 +442,9 @@ class PipelineDB:
                         for s in successes
                     ],
                 )
-                # only jobs still held: a job killed meanwhile stays Killed
-                held = self._held(conn, [x.job_id for x in successes])
-                done = [x for x in successes if x.job_id in held]
-                if done:
-                    conn.execute(
-                        update(jobs)
-                        .where(jobs.c.id == bindparam("_id"))
-                        .values(
-                            status=S.DONE.value,
-                            minor_status="Built",
-                            updated=ts,
-                            rref=bindparam("_rref"),
-                            log=bindparam("_log"),
-                        ),
-                        [{"_id": x.job_id, "_rref": x.rref, "_log": x.log} for x in done],
-                    )
-                done_ids = [x.job_id for x in done]
-                self._history(conn, done_ids, S.DONE, "Built", "worker", ts)
+                done_ids = self._end_jobs(
+                    conn, [(x.job_id, S.DONE, "Built", x.rref, x.log) for x in successes], ts
+                )
                 outcome.released = self._release_dependents(conn, done_ids, ts)
             if failures:
                 self._fail(conn, failures, ts)
@@ -519,35 +504,54 @@ class PipelineDB:
             held.update(r[0] for r in rows)
         return held
 
-    def _fail(self, conn: Connection, failures: Sequence[BuildFailure], ts: datetime) -> None:
-        held = self._held(conn, [f.job_id for f in failures])
-        failed = [f for f in failures if f.job_id in held]
-        if failed:
+    def _end_jobs(
+        self,
+        conn: Connection,
+        ends: Sequence[tuple[int, JobStatus, str, str | None, str | None]],
+        ts: datetime,
+    ) -> list[int]:
+        """Give held jobs their final status: ``(job id, Done or Failed, minor status, rref,
+        log)``. A job no longer held (killed meanwhile) keeps its status. Returns the ended."""
+        held = self._held(conn, [e[0] for e in ends])
+        ended = [e[0] for e in ends if e[0] in held]
+        rows: list[dict[str, Any]] = [
+            {"_id": job_id, "_status": st.value, "_minor": minor[:512], "_rref": rref, "_log": log}
+            for job_id, st, minor, rref, log in ends
+            if job_id in held
+        ]
+        if rows:
             conn.execute(
                 update(jobs)
                 .where(jobs.c.id == bindparam("_id"))
                 .values(
-                    status=S.FAILED.value,
+                    status=bindparam("_status"),
                     minor_status=bindparam("_minor"),
                     updated=ts,
+                    rref=bindparam("_rref"),
                     log=bindparam("_log"),
                 ),
-                [{"_id": f.job_id, "_minor": f.reason[:512], "_log": f.log} for f in failed],
+                rows,
             )
             conn.execute(
                 insert(job_status_history),
                 [
                     {
-                        "job_id": f.job_id,
-                        "status": S.FAILED.value,
-                        "minor_status": f.reason[:512],
+                        "job_id": r["_id"],
+                        "status": r["_status"],
+                        "minor_status": r["_minor"],
                         "timestamp": ts,
                         "source": "worker",
                     }
-                    for f in failed
+                    for r in rows
                 ],
             )
-        self._fail_dependents(conn, [f.job_id for f in failed], ts)
+        return ended
+
+    def _fail(self, conn: Connection, failures: Sequence[BuildFailure], ts: datetime) -> None:
+        failed = self._end_jobs(
+            conn, [(f.job_id, S.FAILED, f.reason, None, f.log) for f in failures], ts
+        )
+        self._fail_dependents(conn, failed, ts)
 
     def _fail_dependents(self, conn: Connection, failed: Sequence[int], ts: datetime) -> None:
         """Dependents of failed jobs never run: Failed, naming the input that failed."""
