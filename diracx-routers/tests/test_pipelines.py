@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -42,9 +43,8 @@ def build(client: TestClient, db: PipelineDB, store: LocalStore, job_ids: list[i
     empty = Tree({})
     store.put_bytes(empty.manifest_bytes())
     assert client.portal is not None
-    claimed = client.portal.call(db.claim, job_ids, "test-worker")
+    claimed = client.portal.call(functools.partial(db.claim, job_ids, "test-worker", start=True))
     assert [c.id for c in claimed] == job_ids
-    client.portal.call(db.start, job_ids, "test-worker")
     now = datetime.now(UTC)
     successes = []
     for job in claimed:

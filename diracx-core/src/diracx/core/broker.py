@@ -6,6 +6,7 @@ kombu's filesystem transport, which needs no broker server.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from diracx.core.settings import ServiceSettings
@@ -13,6 +14,11 @@ from diracx.core.settings import ServiceSettings
 REALIZE_TASK = "diracx.realize"
 # Jobs per "realize" message: big enough to batch claims, small enough to spread over workers.
 REALIZE_BATCH = 32
+
+
+def realize_batches(job_ids: Sequence[int]) -> list[list[int]]:
+    """The arguments of the ``diracx.realize`` messages that queue *job_ids*."""
+    return [list(job_ids[i : i + REALIZE_BATCH]) for i in range(0, len(job_ids), REALIZE_BATCH)]
 
 
 def celery_config(settings: ServiceSettings) -> dict[str, Any]:

@@ -395,16 +395,6 @@ class PipelineDB:
             claimed.append(ClaimedJob(row.id, row.dref, drv, row.attempt, inputs))
         return claimed
 
-    async def start(self, job_ids: Sequence[int], worker: str) -> list[int]:
-        """Matched -> Running for jobs this worker holds."""
-
-        def tx(conn: Connection) -> Any:
-            return self._set_status(
-                conn, job_ids, [S.MATCHED], S.RUNNING, "Building", "worker", heartbeat=now()
-            )
-
-        return await self.engines.write(tx)
-
     async def finish(
         self,
         worker: str,

@@ -16,17 +16,13 @@ from typing import TYPE_CHECKING, Protocol
 import anyio
 import anyio.to_thread
 
-from diracx.core.broker import REALIZE_BATCH, REALIZE_TASK, celery_config, ensure_broker_dirs
+from diracx.core.broker import REALIZE_TASK, celery_config, ensure_broker_dirs, realize_batches
 from diracx.core.settings import ServiceSettings
 
 if TYPE_CHECKING:
     from celery import Celery
 
 logger = logging.getLogger(__name__)
-
-
-def batches(job_ids: Sequence[int], size: int = REALIZE_BATCH) -> list[list[int]]:
-    return [list(job_ids[i : i + size]) for i in range(0, len(job_ids), size)]
 
 
 class JobQueue(Protocol):
@@ -68,7 +64,7 @@ class CeleryJobQueue:
 
     def send(self, job_ids: Sequence[int]) -> None:
         """Blocking: one message per batch of job ids."""
-        for batch in batches(job_ids):
+        for batch in realize_batches(job_ids):
             self.celery.send_task(REALIZE_TASK, args=[batch])
 
     async def enqueue(self, job_ids: Sequence[int]) -> None:
@@ -101,7 +97,7 @@ class RecordingJobQueue:
         return [j for batch in self.sent for j in batch]
 
     async def enqueue(self, job_ids: Sequence[int]) -> None:
-        self.sent.extend(batches(job_ids))
+        self.sent.extend(realize_batches(job_ids))
 
     def close(self) -> None:
         pass

@@ -16,7 +16,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_shutdown, worker_shutdown
 
-from diracx.core.broker import REALIZE_BATCH, REALIZE_TASK, celery_config, ensure_broker_dirs
+from diracx.core.broker import REALIZE_TASK, celery_config, ensure_broker_dirs, realize_batches
 from diracx.core.settings import ServiceSettings
 from diracx.tasks.runtime import WorkerRuntime
 
@@ -43,10 +43,9 @@ class RuntimeThread:
 
 
 def send_realize(app: Celery, job_ids: Sequence[int]) -> None:
-    """Queue jobs in batches of REALIZE_BATCH (the service does the same, by task name)."""
-    ids = list(job_ids)
-    for i in range(0, len(ids), REALIZE_BATCH):
-        app.send_task(REALIZE_TASK, args=[ids[i : i + REALIZE_BATCH]])
+    """Queue jobs (the service does the same, by task name)."""
+    for batch in realize_batches(job_ids):
+        app.send_task(REALIZE_TASK, args=[batch])
 
 
 def create_celery(settings: ServiceSettings | None = None) -> Celery:
