@@ -272,3 +272,17 @@ def test_ctrl_c_detaches_and_says_where_the_pipeline_goes_on(
     pipeline_id = line.split()[1].rstrip(":")
     assert f"dirac pipelines show {pipeline_id}" in " ".join(err.split())
     assert "Traceback" not in err
+
+
+def test_a_missing_host_directory_is_a_message_not_a_traceback(
+    engine: EngineProcess, tmp_path: Path
+) -> None:
+    path = tmp_path / "missing.py"
+    path.write_text(
+        "from diracx.api import command, host_dir\n"
+        "targets = [command('x', ['true'], inputs={'src': host_dir('/no/such/dir')})]\n"
+    )
+    result = dirac("run", str(path))
+    assert result.returncode == 1
+    assert "no such directory: /no/such/dir" in " ".join(result.stderr.split())
+    assert "Traceback" not in result.stderr

@@ -16,7 +16,7 @@ from diracx.api.engine import ensure_engine
 from diracx.api.instantiate import Instantiated, instantiate
 from diracx.api.realization import AsyncRealization
 from diracx.client import AsyncDiracxClient
-from diracx.core.exceptions import DiracxError
+from diracx.core.exceptions import DiracxError, InvalidPipelineError
 from diracx.core.models import JobEvent, JobInfo, Metadata, PipelineInfo, StageInfo
 from diracx.core.settings import ClientSettings
 from diracx.core.store import LocalStore
@@ -131,7 +131,10 @@ class AsyncSession:
     ) -> tuple[Instantiated, PipelineResult]:
         """Instantiate, upload what the engine lacks, submit, and follow to the end."""
         progress = progress or Progress()
-        inst = instantiate(targets)
+        try:
+            inst = instantiate(targets)
+        except (OSError, ValueError, TypeError) as exc:  # a missing host file, a bad target...
+            raise InvalidPipelineError(f"cannot instantiate the pipeline: {exc}") from exc
         progress.instantiated(inst)
         await self._upload(inst, progress)
         pipeline = await self.client.submit_pipeline(inst.submission)
