@@ -44,6 +44,7 @@ ENGINE_FILE = "engine.json"
 LOCK_FILE = "engine.lock"
 WATCH_SECONDS = 1.0
 PR_SET_PDEATHSIG = 1
+WORKER_STOP_GRACE = 5.0  # seconds a worker has to stop before it is killed
 ENGINE_LOCKED = 3  # exit code when another engine holds the data directory (the launcher retries)
 
 
@@ -131,7 +132,9 @@ class EmbeddedEngine:
         if self.worker and self.worker.poll() is None:
             self.worker.terminate()
             try:
-                self.worker.wait(10)
+                # A short grace: Celery's warm shutdown of an idle worker takes ~3 s, and
+                # whatever a killed worker leaves (held jobs, scratch) is recovered at start.
+                self.worker.wait(WORKER_STOP_GRACE)
             except subprocess.TimeoutExpired:
                 self.worker.kill()
                 self.worker.wait()
