@@ -595,10 +595,13 @@ TIMELINE = [  # (segment, from (function, edge), to (function, edge)) per job, i
     ("-> executor (back on the loop)", ("WorkerRuntime._prepare", 1), ("ProcessExecutor.build", 0)),
     ("executor (spawn `true`, wait)", ("ProcessExecutor.build", 0), ("ProcessExecutor.build", 1)),
     ("-> _ingest (thread pool)", ("ProcessExecutor.build", 1), ("WorkerRuntime._ingest", 0)),
-    ("_ingest (log, outputs)", ("WorkerRuntime._ingest", 0), ("WorkerRuntime._ingest", 1)),
-    ("-> _remove_scratch (thread pool)", ("WorkerRuntime._ingest", 1), ("_remove_scratch", 0)),
-    ("_remove_scratch", ("_remove_scratch", 0), ("_remove_scratch", 1)),
-    ("-> _build returns", ("_remove_scratch", 1), ("WorkerRuntime._build", 1)),
+    (
+        "_ingest: log, outputs",
+        ("WorkerRuntime._ingest", 0),
+        ("WorkerRuntime._store_results", 1),
+    ),
+    ("_ingest: remove_scratch", ("remove_scratch", 0), ("remove_scratch", 1)),
+    ("-> _build returns", ("WorkerRuntime._ingest", 1), ("WorkerRuntime._build", 1)),
     ("waiting for the commit loop", ("WorkerRuntime._build", 1), ("PipelineDB.finish", 0)),
     ("finish transaction", ("PipelineDB.finish", 0), ("PipelineDB.finish", 1)),
 ]

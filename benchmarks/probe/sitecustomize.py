@@ -57,7 +57,6 @@ TARGETS: dict[str, list[str]] = {
     "diracx.db.pipelines": [
         "PipelineDB.submit",
         "PipelineDB.claim",
-        "PipelineDB.start",
         "PipelineDB.finish",
         "PipelineDB._claimed_jobs",
         "PipelineDB._release_dependents",
@@ -75,7 +74,8 @@ TARGETS: dict[str, list[str]] = {
         "WorkerRuntime._build",
         "WorkerRuntime._prepare",
         "WorkerRuntime._ingest",
-        "_remove_scratch",
+        "WorkerRuntime._store_results",
+        "remove_scratch",
     ],
     "diracx.tasks.executors.base": ["prepare_scratch", "load_executors"],
     "diracx.tasks.executors.process": ["ProcessExecutor.build"],

@@ -166,8 +166,8 @@ def ingest_directory(
 
 
 def load_tree(store: BlobStore, digest: str) -> Tree:
-    tree = Tree.from_bytes(store.read_bytes(digest))
-    return tree
+    """The tree whose manifest is the blob *digest* (verified on read)."""
+    return Tree.from_bytes(store.read_bytes(digest))
 
 
 def materialize_tree(store: BlobStore, tree: Tree, dest: Path, *, readonly: bool = True) -> None:

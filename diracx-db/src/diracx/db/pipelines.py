@@ -838,16 +838,6 @@ class PipelineDB:
             for r in rows
         ]
 
-    async def get_derivation(self, dref: str) -> Derivation | None:
-        def tx(conn: Connection) -> Any:
-            body = (
-                conn.execute(select(derivations.c.body).where(derivations.c.dref == dref))
-            ).scalar()
-            return body
-
-        body = await self.engines.read(tx)
-        return None if body is None else Derivation.model_validate_json(body)
-
 
 __all__ = [
     "BuildFailure",

@@ -140,11 +140,6 @@ class WorkerRuntime:
             except Exception:  # the jobs stay Running; recovery reschedules them
                 log.exception("recording %d build results failed", len(outcomes))
 
-    async def drain(self) -> None:
-        """Wait until every build this worker holds is built and recorded (tests, shutdown)."""
-        while self._held or self._builds:
-            await asyncio.sleep(0.01)
-
     async def _build(self, job: ClaimedJob) -> BuildOutcome:
         """Materialize inputs, run the executor, ingest outputs; never raises."""
         scratch = self.scratch_root / f"{job.id}-{job.attempt}"
