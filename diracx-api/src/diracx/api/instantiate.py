@@ -170,6 +170,7 @@ class _Resolver:
             inputs=inputs,
             matcher=node._matcher,
             spec=node._spec,
+            scheduling=node._scheduling,
         )
 
     def _host_tree(self, host: HostTree) -> str:

@@ -45,9 +45,17 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, Protocol, overload, runtime_checkable
 
+from pydantic import ValidationError
+
 from diracx.core.builders import BuilderSpec, parse_builder
 from diracx.core.canonical import check_is_digest
-from diracx.core.derivation import INPUT_NAME_RE, NAME_RE, Matcher
+from diracx.core.derivation import (
+    DEFAULT_SCHEDULING,
+    INPUT_NAME_RE,
+    NAME_RE,
+    Matcher,
+    Scheduling,
+)
 from diracx.core.exceptions import InvalidPipelineError
 from diracx.core.store import hash_file
 from diracx.core.tree import Kind, Tree, TreeEntry
@@ -355,6 +363,7 @@ class Stage:
         "_memo",
         "_name",
         "_pure",
+        "_scheduling",
         "_spec",
     )
 
@@ -371,6 +380,7 @@ class Stage:
         config: Mapping[str, Any] | None = None,
         inputs: Mapping[str, Any] | None = None,
         matcher: Matcher | None = None,
+        scheduling: Scheduling | None = None,
     ) -> None:
         if not isinstance(name, str) or not NAME_RE.match(name):
             raise ValueError(
@@ -412,6 +422,11 @@ class Stage:
         self._matcher = Matcher() if matcher is None else matcher
         if not isinstance(self._matcher, Matcher):
             raise TypeError(f"stage {name!r}: matcher must be a diracx.core.derivation.Matcher")
+        self._scheduling = DEFAULT_SCHEDULING if scheduling is None else scheduling
+        if not isinstance(self._scheduling, Scheduling):
+            raise TypeError(
+                f"stage {name!r}: scheduling must be a diracx.core.derivation.Scheduling"
+            )
         self._deps: tuple[Stage, ...] = tuple(
             v for v in normalized.values() if isinstance(v, Stage)
         )
@@ -444,6 +459,11 @@ class Stage:
     @property
     def matcher(self) -> Matcher:
         return self._matcher
+
+    @property
+    def scheduling(self) -> Scheduling:
+        """Where and how its job runs (queue, resources, retries): not part of the DRef."""
+        return self._scheduling
 
     @property
     def dref(self) -> str:
@@ -510,6 +530,12 @@ def command(
     workdir: str | None = None,
     timeout: float | None = None,
     config: Mapping[str, Any] | None = None,
+    queue: str | None = None,
+    cpus: int | None = None,
+    memory: int | str | None = None,
+    gpus: int | None = None,
+    retries: int | None = None,
+    backoff: float | None = None,
 ) -> Stage:
     """A stage that runs *argv* (no shell) with the ``process`` executor.
 
@@ -520,6 +546,10 @@ def command(
     variables to the scrubbed build environment. *config* is hashed into the
     DRef and given to the build as the JSON file ``$DIRACX_CONFIG``. Wrap the
     command in ``["sh", "-c", "..."]`` to use a shell.
+
+    *queue*, *cpus*, *memory* (MiB, or a string such as ``"8G"``), *gpus*,
+    *retries* and *backoff* (seconds) say where and how the job runs; they are
+    not part of the DRef (see :func:`scheduling`).
     """
     if isinstance(argv, str):
         raise TypeError(
@@ -536,7 +566,65 @@ def command(
         builder["workdir"] = workdir
     if timeout is not None:
         builder["timeout"] = timeout
-    return Stage(name, builder, config=config, inputs=inputs)
+    placement = scheduling(
+        name,
+        queue=queue,
+        cpus=cpus,
+        memory=memory,
+        gpus=gpus,
+        retries=retries,
+        backoff=backoff,
+    )
+    return Stage(name, builder, config=config, inputs=inputs, scheduling=placement)
+
+
+_MEMORY_UNITS = {"": 1, "M": 1, "MI": 1, "MB": 1, "G": 1024, "GI": 1024, "GB": 1024}
+_MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*\Z")
+
+
+def _memory_mb(stage_name: str, memory: int | str) -> int:
+    if isinstance(memory, bool) or not isinstance(memory, int | str):
+        raise TypeError(f"stage {stage_name!r}: memory must be MiB or a string such as '8G'")
+    if isinstance(memory, int):
+        return memory
+    match = _MEMORY_RE.match(memory)
+    unit = match.group(2).upper() if match else ""
+    if match is None or unit not in _MEMORY_UNITS:
+        raise ValueError(
+            f"stage {stage_name!r}: memory {memory!r} must be MiB or a number with M or G "
+            "(for example '512M', '8G')"
+        )
+    return int(float(match.group(1)) * _MEMORY_UNITS[unit])
+
+
+def scheduling(
+    stage_name: str,
+    *,
+    queue: str | None = None,
+    cpus: int | None = None,
+    memory: int | str | None = None,
+    gpus: int | None = None,
+    retries: int | None = None,
+    backoff: float | None = None,
+) -> Scheduling:
+    """The :class:`Scheduling` of a stage from keyword arguments (None: the default),
+    with errors that name the stage."""
+    given: dict[str, Any] = {
+        "queue": queue,
+        "cpus": cpus,
+        "memory_mb": None if memory is None else _memory_mb(stage_name, memory),
+        "gpus": gpus,
+        "retries": retries,
+        "retry_backoff": backoff,
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given:
+        return DEFAULT_SCHEDULING
+    try:
+        return Scheduling(**given)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ValueError(f"stage {stage_name!r}: {problems}") from None
 
 
 # --------------------------------------------------------------------------- python stages
@@ -603,7 +691,12 @@ class StageFunction:
     __wrapped__: Callable[..., Any]
 
     def __init__(
-        self, fn: Callable[..., Any], *, name: str | None = None, timeout: float | None = None
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        placement: Scheduling = DEFAULT_SCHEDULING,
     ) -> None:
         if not inspect.isfunction(fn):
             raise TypeError(f"@stage decorates functions, not {type(fn).__name__}")
@@ -626,6 +719,7 @@ class StageFunction:
                 "(use @stage(name=...))"
             )
         self._timeout = timeout
+        self._scheduling = placement
         if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
             raise ValueError(
                 f"stage {self.stage_name!r}: timeout must be a positive number of seconds"
@@ -710,7 +804,7 @@ class StageFunction:
         }
         if self._timeout is not None:
             builder["timeout"] = self._timeout
-        result = Stage(name, builder, config=config, inputs=inputs)
+        result = Stage(name, builder, config=config, inputs=inputs, scheduling=self._scheduling)
         result._blobs = self._source.blobs
         return result
 
@@ -730,7 +824,15 @@ def stage(fn: Callable[..., Any], /) -> StageFunction: ...
 
 @overload
 def stage(
-    *, name: str | None = None, timeout: float | None = None
+    *,
+    name: str | None = None,
+    timeout: float | None = None,
+    queue: str | None = None,
+    cpus: int | None = None,
+    memory: int | str | None = None,
+    gpus: int | None = None,
+    retries: int | None = None,
+    backoff: float | None = None,
 ) -> Callable[[Callable[..., Any]], StageFunction]: ...
 
 
@@ -740,6 +842,12 @@ def stage(
     *,
     name: str | None = None,
     timeout: float | None = None,
+    queue: str | None = None,
+    cpus: int | None = None,
+    memory: int | str | None = None,
+    gpus: int | None = None,
+    retries: int | None = None,
+    backoff: float | None = None,
 ) -> StageFunction | Callable[[Callable[..., Any]], StageFunction]:
     """Make a module-level function a stage factory (autostage, as in Pylightnix).
 

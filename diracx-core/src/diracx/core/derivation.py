@@ -58,8 +58,48 @@ class Matcher(BaseModel):
     kind: Literal["only"] = "only"
 
 
+DEFAULT_QUEUE = "default"
+QUEUE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}\Z")
+
+
+class Scheduling(BaseModel):
+    """Where and how a derivation's job runs: not what it builds, so not part of the DRef.
+
+    ``queue`` names the Celery queue (a site, ``gpu``, ...): only workers that serve it
+    take the job. ``cpus`` is how many of a worker's slots the build takes; ``memory_mb``
+    and ``gpus`` must fit what the worker declared. ``retries`` is how many times a
+    failing build is tried again, ``retry_backoff`` the wait before the first retry
+    (doubled for each next one). A lost worker never counts against ``retries``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    queue: str = DEFAULT_QUEUE
+    cpus: int = Field(default=1, ge=1, le=1024)
+    memory_mb: int = Field(default=0, ge=0)
+    gpus: int = Field(default=0, ge=0, le=64)
+    retries: int = Field(default=0, ge=0, le=100)
+    retry_backoff: float = Field(default=0.0, ge=0.0, le=86400.0)
+
+    @field_validator("queue")
+    @classmethod
+    def _check_queue(cls, queue: str) -> str:
+        if not QUEUE_RE.match(queue):
+            raise ValueError(
+                f"queue {queue!r} must be 1-64 letters, digits, '.', '_', ':' or '-', "
+                "starting with a letter or digit"
+            )
+        return queue
+
+
+DEFAULT_SCHEDULING = Scheduling()
+
+
 class Derivation(BaseModel):
-    """What to build: the node of a pipeline, as sent by a client and stored by the server."""
+    """What to build: the node of a pipeline, as sent by a client and stored by the server.
+
+    ``scheduling`` travels with it but is not hashed (see :class:`Scheduling`).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -68,6 +108,7 @@ class Derivation(BaseModel):
     config: dict[str, Any] = {}
     inputs: dict[str, Input] = {}
     matcher: Matcher = Matcher()
+    scheduling: Scheduling = DEFAULT_SCHEDULING
 
     @field_validator("name")
     @classmethod
@@ -118,10 +159,16 @@ class Derivation(BaseModel):
         inputs: dict[str, Input],
         matcher: Matcher,
         spec: BuilderSpec,
+        scheduling: Scheduling = DEFAULT_SCHEDULING,
     ) -> Derivation:
         """A derivation from parts already validated (the client's stages), not checked again."""
         drv = cls.model_construct(
-            name=name, builder=builder, config=config, inputs=inputs, matcher=matcher
+            name=name,
+            builder=builder,
+            config=config,
+            inputs=inputs,
+            matcher=matcher,
+            scheduling=scheduling,
         )
         drv._private()["_spec_memo"] = spec
         return drv

@@ -247,6 +247,12 @@ class PipelineDB:
                         "pending_inputs": len(pending),
                         "created": ts,
                         "updated": ts,
+                        "queue": drv.scheduling.queue,
+                        "cpus": drv.scheduling.cpus,
+                        "memory_mb": drv.scheduling.memory_mb,
+                        "gpus": drv.scheduling.gpus,
+                        "retries": drv.scheduling.retries,
+                        "retry_backoff": drv.scheduling.retry_backoff,
                     }
                 )
             if new_jobs:

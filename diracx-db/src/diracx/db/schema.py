@@ -10,6 +10,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -79,8 +80,19 @@ jobs = Table(
     Column("heartbeat", UTCDateTime),
     Column("rref", Digest),
     Column("log", Digest),
+    # scheduling (diracx.core.derivation.Scheduling): not part of the DRef
+    Column("queue", String(64), nullable=False, default="default"),
+    Column("cpus", Integer, nullable=False, default=1),
+    Column("memory_mb", Integer, nullable=False, default=0),
+    Column("gpus", Integer, nullable=False, default=0),
+    Column("retries", Integer, nullable=False, default=0),  # allowed retries of own failures
+    Column("retry_backoff", Float, nullable=False, default=0.0),  # seconds, doubled per retry
+    Column("failures", Integer, nullable=False, default=0),  # own failures so far
+    Column("reschedules", Integer, nullable=False, default=0),  # lost workers so far
+    Column("not_before", UTCDateTime),  # backoff: not queued before this time
     Index("ix_jobs_status", "status"),
     Index("ix_jobs_dref", "dref"),
+    Index("ix_jobs_status_queue", "status", "queue"),
 )
 
 # job_id needs input_job_id's realization before it can run
@@ -139,4 +151,9 @@ workers = Table(
     Column("pid", Integer, nullable=False),
     Column("started", UTCDateTime, nullable=False),
     Column("last_seen", UTCDateTime, nullable=False),
+    Column("queues", Text, nullable=False, default='["default"]'),  # JSON list
+    Column("slots", Integer, nullable=False, default=1),
+    Column("memory_mb", Integer, nullable=False, default=0),  # 0: not declared, no limit
+    Column("gpus", Integer, nullable=False, default=0),
+    Column("stopped", UTCDateTime),  # set when it shut down cleanly
 )

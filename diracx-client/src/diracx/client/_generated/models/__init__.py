@@ -25,6 +25,7 @@ from .ready_status import ReadyStatus
 from .realization_info import RealizationInfo
 from .realization_info_context import RealizationInfoContext
 from .realization_info_metrics import RealizationInfoMetrics
+from .scheduling import Scheduling
 from .stage_info import StageInfo
 from .status_history_entry import StatusHistoryEntry
 from .submit_response import SubmitResponse
@@ -58,6 +59,7 @@ __all__ = (
     "RealizationInfo",
     "RealizationInfoContext",
     "RealizationInfoMetrics",
+    "Scheduling",
     "StageInfo",
     "StatusHistoryEntry",
     "SubmitResponse",

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from ..models.derivation_config import DerivationConfig
     from ..models.derivation_inputs import DerivationInputs
     from ..models.matcher import Matcher
+    from ..models.scheduling import Scheduling
 
 
 T = TypeVar("T", bound="Derivation")
@@ -21,12 +22,22 @@ T = TypeVar("T", bound="Derivation")
 class Derivation:
     """What to build: the node of a pipeline, as sent by a client and stored by the server.
 
-    Attributes:
-        builder (DerivationBuilder):
-        name (str):
-        config (DerivationConfig | Unset):
-        inputs (DerivationInputs | Unset):
-        matcher (Matcher | Unset): Which realizations of a derivation count. ``only``: deterministic, at most one.
+    ``scheduling`` travels with it but is not hashed (see :class:`Scheduling`).
+
+        Attributes:
+            builder (DerivationBuilder):
+            name (str):
+            config (DerivationConfig | Unset):
+            inputs (DerivationInputs | Unset):
+            matcher (Matcher | Unset): Which realizations of a derivation count. ``only``: deterministic, at most one.
+            scheduling (Scheduling | Unset): Where and how a derivation's job runs: not what it builds, so not part of the
+                DRef.
+
+                ``queue`` names the Celery queue (a site, ``gpu``, ...): only workers that serve it
+                take the job. ``cpus`` is how many of a worker's slots the build takes; ``memory_mb``
+                and ``gpus`` must fit what the worker declared. ``retries`` is how many times a
+                failing build is tried again, ``retry_backoff`` the wait before the first retry
+                (doubled for each next one). A lost worker never counts against ``retries``.
     """
 
     builder: DerivationBuilder
@@ -34,6 +45,7 @@ class Derivation:
     config: DerivationConfig | Unset = UNSET
     inputs: DerivationInputs | Unset = UNSET
     matcher: Matcher | Unset = UNSET
+    scheduling: Scheduling | Unset = UNSET
 
     def to_dict(self) -> dict[str, Any]:
         builder = self.builder.to_dict()
@@ -52,6 +64,10 @@ class Derivation:
         if not isinstance(self.matcher, Unset):
             matcher = self.matcher.to_dict()
 
+        scheduling: dict[str, Any] | Unset = UNSET
+        if not isinstance(self.scheduling, Unset):
+            scheduling = self.scheduling.to_dict()
+
         field_dict: dict[str, Any] = {}
 
         field_dict.update(
@@ -66,6 +82,8 @@ class Derivation:
             field_dict["inputs"] = inputs
         if matcher is not UNSET:
             field_dict["matcher"] = matcher
+        if scheduling is not UNSET:
+            field_dict["scheduling"] = scheduling
 
         return field_dict
 
@@ -75,6 +93,7 @@ class Derivation:
         from ..models.derivation_config import DerivationConfig  # noqa: PLC0415
         from ..models.derivation_inputs import DerivationInputs  # noqa: PLC0415
         from ..models.matcher import Matcher  # noqa: PLC0415
+        from ..models.scheduling import Scheduling  # noqa: PLC0415
 
         d = dict(src_dict)
         builder = DerivationBuilder.from_dict(d.pop("builder"))
@@ -102,12 +121,20 @@ class Derivation:
         else:
             matcher = Matcher.from_dict(_matcher)
 
+        _scheduling = d.pop("scheduling", UNSET)
+        scheduling: Scheduling | Unset
+        if isinstance(_scheduling, Unset):
+            scheduling = UNSET
+        else:
+            scheduling = Scheduling.from_dict(_scheduling)
+
         derivation = cls(
             builder=builder,
             name=name,
             config=config,
             inputs=inputs,
             matcher=matcher,
+            scheduling=scheduling,
         )
 
         return derivation
