@@ -19,7 +19,7 @@ export UV_PYTHON_DOWNLOADS ?= manual
 # the src/ dirs that hold Python code (mypy refuses a directory without any)
 SRC_DIRS = $(sort $(foreach f,$(wildcard diracx-*/src/diracx/*/*.py),$(firstword $(subst /, ,$(f)))/src))
 
-.PHONY: help demo test lint typecheck importlint pytest client bench sync postgresql
+.PHONY: help demo test lint typecheck importlint pytest client bench sync postgresql tools
 
 help:
 	@echo "make demo        run the example pipeline on the embedded engine, twice"
@@ -41,11 +41,15 @@ sync: $(UV)
 postgresql:
 	build-support/ensure-postgresql
 
+# redis-server, docker-registry, busybox-static, bubblewrap: servers and tools the tests start
+tools:
+	build-support/ensure-debian-tools
+
 demo: sync
 	$(RUN) python examples/release_pipeline/run_demo.py
 
 # -k: run every check even when one fails, so one run reports all of them (and fails)
-test: sync postgresql
+test: sync postgresql tools
 	$(MAKE) --no-print-directory -k lint typecheck importlint pytest
 
 lint: sync
@@ -60,7 +64,7 @@ typecheck: sync
 importlint: sync
 	$(RUN) lint-imports
 
-pytest: sync postgresql
+pytest: sync postgresql tools
 	$(RUN) pytest $(PYTEST_ARGS)
 
 client: sync
