@@ -1,8 +1,10 @@
-"""Sessions end to end: a real embedded engine, real builds, the sync and async APIs.
+"""Sessions end to end: a real DiracX, real builds, the sync and async APIs.
 
-One engine serves the whole module (``module_engine``); every test gives its
-stages a config of its own (a fresh ``salt``), so that what one test built is
-never a cache hit for another.
+One DiracX serves the whole module (``module_service``): the embedded engine, then
+the distributed service (PostgreSQL, Redis, S3, an API server and three worker
+processes), so every test here runs on both. Every test gives its stages a config
+of its own (a fresh ``salt``), so that what one test built is never a cache hit
+for another.
 """
 
 from __future__ import annotations
@@ -33,9 +35,13 @@ from diracx.api import (
     connect,
     host_dir,
 )
+from diracx.testing.distributed import DistributedService
 from diracx.testing.engine import EngineFactory, EngineProcess, read_engine_file
 
 pytestmark = pytest.mark.timeout(180)
+Service = EngineProcess | DistributedService
+# For the tests of the embedded engine itself (engine.json, starting on demand).
+embedded_only = pytest.mark.parametrize("module_service", ["embedded"], indirect=True)
 
 SECRET_NAME = "MY_CLOUD_SECRET_TOKEN"
 SECRET_VALUE = f"hunter2-{uuid.uuid4().hex}"
@@ -97,10 +103,10 @@ def defs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
 
 
 @pytest.fixture
-def engine(module_engine: EngineProcess, monkeypatch: pytest.MonkeyPatch) -> EngineProcess:
-    """The module's engine, with the secret also in this process's environment."""
+def engine(module_service: Service, monkeypatch: pytest.MonkeyPatch) -> Service:
+    """The module's DiracX, with the secret also in this process's environment."""
     monkeypatch.setenv(SECRET_NAME, SECRET_VALUE)
-    return module_engine
+    return module_service
 
 
 @pytest.fixture
@@ -113,13 +119,13 @@ def sh(name: str, script: str, salt: str, **kwargs: Any) -> Stage:
     return command(name, ["sh", "-c", script], config={"salt": salt}, **kwargs)
 
 
-def db_counts(data_dir: Path) -> dict[str, int]:
-    """Rows of the engine's SQLite database, read directly."""
-    with sqlite3.connect(data_dir / "diracx.db") as conn:
-        return {
-            table: conn.execute(f"select count(*) from {table}").fetchone()[0]
-            for table in ("pipelines", "jobs", "realizations", "derivations")
-        }
+def db_counts(engine: Service) -> dict[str, int]:
+    """Rows of the service's database, read directly (SQLite file or PostgreSQL)."""
+    tables = ("pipelines", "jobs", "realizations", "derivations")
+    if isinstance(engine, DistributedService):
+        return engine.row_counts(tables)
+    with sqlite3.connect(engine.data_dir / "diracx.db") as conn:
+        return {t: conn.execute(f"select count(*) from {t}").fetchone()[0] for t in tables}
 
 
 def names(stages: Any) -> set[str]:
@@ -160,7 +166,7 @@ def diamond(defs: ModuleType, salt: str, *, upper: bool = False) -> dict[str, St
 
 
 def test_python_and_command_stages_realize_and_read(
-    engine: EngineProcess, defs: ModuleType, salt: str, tmp_path: Path
+    engine: Service, defs: ModuleType, salt: str, tmp_path: Path
 ) -> None:
     stages = diamond(defs, salt)
     with connect() as s:
@@ -199,13 +205,13 @@ def test_python_and_command_stages_realize_and_read(
         assert loud.dref != words.dref
 
 
-def test_second_realize_builds_nothing(engine: EngineProcess, defs: ModuleType, salt: str) -> None:
+def test_second_realize_builds_nothing(engine: Service, defs: ModuleType, salt: str) -> None:
     stages = diamond(defs, salt)
     with connect() as s:
         _, first = s.run(stages)
         assert first.ok
         assert names(first.built()) == set(stages) and first.cached() == []
-        before = db_counts(engine.data_dir)
+        before = db_counts(engine)
 
         _, second = s.run(stages)
         assert second.ok
@@ -213,7 +219,7 @@ def test_second_realize_builds_nothing(engine: EngineProcess, defs: ModuleType, 
         assert names(second.cached()) == set(stages)
         assert all(st.job_id is None for st in second.stages)
         assert {st.rref for st in second.stages} == {st.rref for st in first.stages}
-        after = db_counts(engine.data_dir)
+        after = db_counts(engine)
         assert after["jobs"] == before["jobs"]  # no job was created
         assert after["realizations"] == before["realizations"]
         assert after["pipelines"] == before["pipelines"] + 1
@@ -222,11 +228,11 @@ def test_second_realize_builds_nothing(engine: EngineProcess, defs: ModuleType, 
         # realize() hands back the same results without building.
         realized = s.realize(stages)
         assert {k: r.rref for k, r in realized.items()} == {st.name: st.rref for st in first.stages}
-        assert db_counts(engine.data_dir)["jobs"] == before["jobs"]
+        assert db_counts(engine)["jobs"] == before["jobs"]
 
 
 def test_changing_one_config_rebuilds_that_stage_and_its_dependents_only(
-    engine: EngineProcess, defs: ModuleType, salt: str
+    engine: Service, defs: ModuleType, salt: str
 ) -> None:
     """Must show 2."""
     with connect() as s:
@@ -257,7 +263,7 @@ def test_changing_one_config_rebuilds_that_stage_and_its_dependents_only(
 
 
 def test_host_files_only_missing_blobs_are_uploaded(
-    engine: EngineProcess, salt: str, tmp_path: Path
+    engine: Service, salt: str, tmp_path: Path
 ) -> None:
     src = tmp_path / "src"
     (src / "pkg").mkdir(parents=True)
@@ -309,7 +315,7 @@ def test_host_files_only_missing_blobs_are_uploaded(
 
 
 def test_a_failing_builder_fails_its_job_and_its_dependents(
-    engine: EngineProcess, salt: str
+    engine: Service, salt: str
 ) -> None:
     bad = sh("bad", "echo first words; echo 'it broke here' >&2; exit 3", salt)
     mid = sh("mid", 'cp -r "$IN_BAD" $OUT/copy', salt, inputs={"bad": bad})
@@ -350,7 +356,7 @@ def test_a_failing_builder_fails_its_job_and_its_dependents(
 
 
 def test_a_failing_python_stage_reports_its_exception(
-    engine: EngineProcess, defs: ModuleType, salt: str
+    engine: Service, defs: ModuleType, salt: str
 ) -> None:
     with connect() as s:
         with pytest.raises(PipelineFailedError) as caught:
@@ -365,10 +371,10 @@ def test_a_failing_python_stage_reports_its_exception(
 
 
 def test_builds_do_not_see_the_worker_environment(
-    engine: EngineProcess, defs: ModuleType, salt: str
+    engine: Service, defs: ModuleType, salt: str
 ) -> None:
     # The secret is really there, in the worker that runs the builds...
-    (worker,) = engine.worker_pids()
+    worker = engine.worker_pids()[0]
     worker_env = Path(f"/proc/{worker}/environ").read_bytes().split(b"\0")
     assert f"{SECRET_NAME}={SECRET_VALUE}".encode() in worker_env
     assert os.environ[SECRET_NAME] == SECRET_VALUE  # ... and in this process
@@ -397,6 +403,7 @@ ALLOWED = {"DIRACX_IN_BUILDER", "DIRACX_CONFIG"}
 # --------------------------------------------------------------------------- the engine
 
 
+@embedded_only
 def test_second_connect_reuses_the_engine(engine: EngineProcess) -> None:
     doc = read_engine_file(engine.data_dir)
     assert doc is not None and doc["pid"] == engine.pid
@@ -423,6 +430,7 @@ print(json.dumps({"version": version}))
 
 
 @pytest.mark.timeout(120)
+@embedded_only
 def test_concurrent_first_connects_start_one_engine(
     engine_factory: EngineFactory, data_dir: Path, engine: EngineProcess
 ) -> None:
@@ -475,7 +483,7 @@ def _env(pid: int) -> str:
 
 
 async def test_async_session(
-    engine: EngineProcess, defs: ModuleType, salt: str, tmp_path: Path
+    engine: Service, defs: ModuleType, salt: str, tmp_path: Path
 ) -> None:
     stages = diamond(defs, salt)
     async with await aconnect() as s:
@@ -491,10 +499,10 @@ async def test_async_session(
         follow = sh("follow", 'wc -w < "$IN_PREV/words.txt" > $OUT/n', salt, inputs={"prev": words})
         assert (await (await s.realize(follow)).read_text("n")).strip() == "4"
 
-        jobs_before = db_counts(engine.data_dir)["jobs"]
+        jobs_before = db_counts(engine)["jobs"]
         _, again = await s.run([stages["words"], stages["lonely"]])
         assert again.built() == [] and names(again.cached()) == {"text", "words", "lonely"}
-        assert db_counts(engine.data_dir)["jobs"] == jobs_before
+        assert db_counts(engine)["jobs"] == jobs_before
 
         with pytest.raises(PipelineFailedError, match="exit code 7"):
             await s.realize(sh("async-bad", "echo nope; exit 7", salt))

@@ -1,8 +1,10 @@
-"""``dirac`` as a user runs it: a real subprocess talking to a real embedded engine.
+"""``dirac`` as a user runs it: a real subprocess talking to a real DiracX.
 
-One engine serves the module (``module_engine``, found by ``dirac`` through
-``$DIRACX_DATA_DIR``); each test writes its own pipeline file with a fresh salt,
-so that no test finds what another one built.
+One DiracX serves the module (``module_service``): the embedded engine (found by
+``dirac`` through ``$DIRACX_DATA_DIR``), then the distributed service (PostgreSQL,
+Redis, S3, an API server and three workers, found through ``$DIRACX_URL``), so every
+test runs on both. Each test writes its own pipeline file with a fresh salt, so
+that no test finds what another one built.
 """
 
 from __future__ import annotations
@@ -18,9 +20,13 @@ from typing import Any
 
 import pytest
 
+from diracx.core.version import __version__
+from diracx.testing.distributed import DistributedService
 from diracx.testing.engine import EngineProcess, read_engine_file
 
 pytestmark = pytest.mark.timeout(180)
+Service = EngineProcess | DistributedService
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "release_pipeline" / "run_demo.py"
 
 PIPELINE = '''
 """A small pipeline: a command stage, a python stage that reads it, a command that joins."""
@@ -67,8 +73,8 @@ targets = [after]
 
 
 @pytest.fixture
-def engine(module_engine: EngineProcess) -> EngineProcess:
-    return module_engine
+def engine(module_service: Service) -> Service:
+    return module_service
 
 
 def dirac(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -102,7 +108,7 @@ def no_traceback(proc: subprocess.CompletedProcess[str]) -> None:
 # --------------------------------------------------------------------------- dirac run
 
 
-def test_run_builds_then_everything_is_cached(engine: EngineProcess, tmp_path: Path) -> None:
+def test_run_builds_then_everything_is_cached(engine: Service, tmp_path: Path) -> None:
     path = pipeline_file(tmp_path)
     first = dirac("run", str(path))
     assert first.returncode == 0, first.stdout + first.stderr
@@ -123,7 +129,7 @@ def test_run_builds_then_everything_is_cached(engine: EngineProcess, tmp_path: P
     assert "0 built, 3 cached, 0 failed" in third.stdout
 
 
-def test_run_json_summary(engine: EngineProcess, tmp_path: Path) -> None:
+def test_run_json_summary(engine: Service, tmp_path: Path) -> None:
     salt = uuid.uuid4().hex
     path = pipeline_file(tmp_path, salt=salt)
     first = as_json(dirac("run", "--json", str(path)))
@@ -139,7 +145,7 @@ def test_run_json_summary(engine: EngineProcess, tmp_path: Path) -> None:
     assert changed["cached"] == ["numbers"]
 
 
-def test_run_failing_pipeline(engine: EngineProcess, tmp_path: Path) -> None:
+def test_run_failing_pipeline(engine: Service, tmp_path: Path) -> None:
     path = tmp_path / "broken_pipeline.py"
     path.write_text(textwrap.dedent(FAILING.format(salt=uuid.uuid4().hex)))
     proc = dirac("run", str(path))
@@ -157,7 +163,7 @@ def test_run_failing_pipeline(engine: EngineProcess, tmp_path: Path) -> None:
     assert "error: widget not found" in summary["failures"]["bad"]
 
 
-def test_run_file_without_targets(engine: EngineProcess, tmp_path: Path) -> None:
+def test_run_file_without_targets(engine: Service, tmp_path: Path) -> None:
     path = tmp_path / "no_targets.py"
     path.write_text("from diracx.api import command\n\nx = command('x', ['true'])\n")
     proc = dirac("run", str(path))
@@ -168,7 +174,7 @@ def test_run_file_without_targets(engine: EngineProcess, tmp_path: Path) -> None
     no_traceback(proc)
 
 
-def test_run_missing_file(engine: EngineProcess, tmp_path: Path) -> None:
+def test_run_missing_file(engine: Service, tmp_path: Path) -> None:
     proc = dirac("run", str(tmp_path / "nowhere.py"))
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "no such file" in proc.stderr
@@ -179,7 +185,7 @@ def test_run_missing_file(engine: EngineProcess, tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- inspecting
 
 
-def test_pipelines_and_jobs_show(engine: EngineProcess, tmp_path: Path) -> None:
+def test_pipelines_and_jobs_show(engine: Service, tmp_path: Path) -> None:
     path = pipeline_file(tmp_path)
     summary = as_json(dirac("run", "--json", str(path)))
     pipeline_id = summary["pipeline_id"]
@@ -219,7 +225,7 @@ def test_pipelines_and_jobs_show(engine: EngineProcess, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("what", ["jobs", "pipelines"])
-def test_show_unknown_id(engine: EngineProcess, what: str) -> None:
+def test_show_unknown_id(engine: Service, what: str) -> None:
     proc = dirac(what, "show", "999999")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "999999" in proc.stderr
@@ -227,24 +233,25 @@ def test_show_unknown_id(engine: EngineProcess, what: str) -> None:
     no_traceback(proc)
 
 
-def test_version(engine: EngineProcess) -> None:
+def test_version(engine: Service) -> None:
     proc = dirac("version")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    doc = read_engine_file(engine.data_dir)
-    assert doc is not None
-    assert f"server {doc['version']}" in proc.stdout
+    doc = read_engine_file(engine.data_dir) if isinstance(engine, EngineProcess) else None
+    server_version = doc["version"] if doc else __version__  # a separate server: the same install
+    assert f"server {server_version}" in proc.stdout
     for part in ("diracx-api", "diracx-cli", "diracx-client", "diracx-core"):
         assert part in proc.stdout
 
     data = as_json(dirac("version", "--json"))
-    assert data["server"]["version"] == doc["version"]
+    assert data["server"]["version"] == server_version
     assert set(data["client"]) >= {"diracx-api", "diracx-cli", "diracx-client", "diracx-core"}
     assert len(set(data["client"].values())) == 1  # lockstep versions
-    assert doc["pid"] == engine.pid  # the CLI used the running engine, it did not start one
+    if doc is not None:
+        assert doc["pid"] == engine.pid  # the CLI used the running engine, it did not start one
 
 
 def test_ctrl_c_detaches_and_says_where_the_pipeline_goes_on(
-    engine: EngineProcess, tmp_path: Path
+    engine: Service, tmp_path: Path
 ) -> None:
     import signal
     import time
@@ -275,7 +282,7 @@ def test_ctrl_c_detaches_and_says_where_the_pipeline_goes_on(
 
 
 def test_a_missing_host_directory_is_a_message_not_a_traceback(
-    engine: EngineProcess, tmp_path: Path
+    engine: Service, tmp_path: Path
 ) -> None:
     path = tmp_path / "missing.py"
     path.write_text(
@@ -286,3 +293,21 @@ def test_a_missing_host_directory_is_a_message_not_a_traceback(
     assert result.returncode == 1
     assert "no such directory: /no/such/dir" in " ".join(result.stderr.split())
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.timeout(240)
+def test_release_example_builds_then_reuses_everything(engine: Service) -> None:
+    """``make demo``: examples/release_pipeline, run twice; the second run builds nothing."""
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLE)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=EXAMPLE.parent,
+        timeout=200,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "second run: 0 built" in proc.stdout and "0 failed" in proc.stdout
+    assert "RELEASE.txt" in proc.stdout
+    no_traceback(proc)

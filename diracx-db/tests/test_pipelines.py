@@ -110,13 +110,15 @@ async def test_realized_derivations_are_reused_and_live_jobs_joined(db):
 async def test_orphans_are_rescheduled(db):
     a = drv("a")
     outcome = await db.submit("me", *submission(a))
+    await db.register_worker("dead-worker", "host", 1)
     [job] = await db.claim(outcome.ready, "dead-worker", start=True)
-    assert await db.reschedule_orphans(live_workers=["other"]) == [job.id]
+    assert await db.mark_workers_stopped(worker_id="dead-worker") == ["dead-worker"]
+    assert (await db.stall_lost(heartbeat_timeout=3600)).rescheduled == [job.id]
     info = await db.get_job(job.id)
     assert info is not None
     assert info.status == JobStatus.WAITING and info.attempt == 2
     assert [h.status for h in info.history][-2:] == [JobStatus.RESCHEDULED, JobStatus.WAITING]
-    assert await db.waiting_jobs() == [job.id]
+    assert [j.id for j in await db.requeue_lost(older_than=0)] == [job.id]
 
 
 async def test_a_deterministic_rebuild_adds_no_realization(db):

@@ -73,7 +73,7 @@ def test_every_route_requires_a_token_unless_public(
                 assert response.status_code == 401, f"{method} {route.path} is not protected"
                 assert response.headers["www-authenticate"] == "Bearer"
                 assert response.json()["detail"]
-    assert seen_api == 12
+    assert seen_api == 16
 
 
 def test_missing_and_wrong_token_messages(anonymous: TestClient) -> None:

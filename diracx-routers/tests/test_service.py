@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from diracx.core.broker import REALIZE_BATCH, REALIZE_TASK
+from diracx.core.broker import REALIZE_BATCH, REALIZE_TASK, QueuedJob
 from diracx.core.derivation import Derivation
 from diracx.core.settings import ServiceSettings
 from diracx.routers import create_app, factory
@@ -25,9 +25,13 @@ OPERATION_IDS = {
     "get_pipeline",
     "pipeline_events",
     "get_job",
+    "kill_job",
+    "kill_pipeline",
     "missing_blobs",
     "upload_blob",
     "download_blob",
+    "plan_blob_uploads",
+    "complete_blob_upload",
     "get_realization",
     "list_realizations",
     "get_metadata",
@@ -98,7 +102,7 @@ def test_celery_queue_writes_messages_by_task_name(tmp_path: Path) -> None:
     settings = ServiceSettings(data_dir=tmp_path)
     queue = CeleryJobQueue(settings)
     try:
-        anyio.run(queue.enqueue, list(range(1, REALIZE_BATCH + 6)))
+        anyio.run(queue.enqueue, [QueuedJob(i, "default") for i in range(1, REALIZE_BATCH + 6)])
     finally:
         queue.close()
     # (the transport names files by millisecond: messages of the same one come in any order)

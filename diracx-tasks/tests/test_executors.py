@@ -139,8 +139,8 @@ def test_load_executors_from_entry_points() -> None:
 def test_unknown_executor_names_the_known_ones() -> None:
     from diracx.core.exceptions import UnknownExecutorError
 
-    with pytest.raises(UnknownExecutorError, match=r"'oci'.*process, python"):
-        get_executor("oci")
+    with pytest.raises(UnknownExecutorError, match=r"'sandbox'.*oci, process, python"):
+        get_executor("sandbox")
 
 
 def test_prepare_scratch(tmp_path: Path) -> None:

@@ -18,6 +18,20 @@ from diracx.api.instantiate import Instantiated, PipelineInBuilderError, instant
 from diracx.api.stages import Stage, TreeRef, command, host_dir, host_file, stage
 
 if TYPE_CHECKING:
+    from diracx.api.containers import (
+        CacheVolume,
+        Container,
+        ContainerError,
+        Directory,
+        File,
+        Secret,
+        cache_volume,
+        container,
+        host,
+        import_image,
+        secret,
+        secret_from_env,
+    )
     from diracx.api.realization import AsyncRealization
     from diracx.api.session import (
         AsyncSession,
@@ -29,6 +43,24 @@ if TYPE_CHECKING:
     from diracx.api.sync import Realization, Session, connect
 
 _LAZY = {
+    # container pipelines (diracx.api.containers): imported on first use
+    **{
+        name: "diracx.api.containers"
+        for name in (
+            "CacheVolume",
+            "Container",
+            "ContainerError",
+            "Directory",
+            "File",
+            "Secret",
+            "cache_volume",
+            "container",
+            "host",
+            "import_image",
+            "secret",
+            "secret_from_env",
+        )
+    },
     "AsyncRealization": "diracx.api.realization",
     "AsyncSession": "diracx.api.session",
     "PipelineFailedError": "diracx.api.session",
@@ -50,20 +82,32 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AsyncRealization",
     "AsyncSession",
+    "CacheVolume",
+    "Container",
+    "ContainerError",
+    "Directory",
+    "File",
     "Instantiated",
     "PipelineFailedError",
     "PipelineInBuilderError",
     "PipelineResult",
     "Progress",
     "Realization",
+    "Secret",
     "Session",
     "Stage",
     "TreeRef",
     "aconnect",
+    "cache_volume",
     "command",
     "connect",
+    "container",
+    "host",
     "host_dir",
     "host_file",
+    "import_image",
     "instantiate",
+    "secret",
+    "secret_from_env",
     "stage",
 ]

@@ -16,8 +16,9 @@ from diracx.api.engine import ensure_engine
 from diracx.api.instantiate import Instantiated, instantiate
 from diracx.api.realization import AsyncRealization
 from diracx.client import AsyncDiracxClient
+from diracx.client.client import UploadPlan
 from diracx.core.exceptions import DiracxError, InvalidPipelineError
-from diracx.core.models import JobEvent, JobInfo, Metadata, PipelineInfo, StageInfo
+from diracx.core.models import JobEvent, JobInfo, KillResponse, Metadata, PipelineInfo, StageInfo
 from diracx.core.settings import ClientSettings
 from diracx.core.store import LocalStore
 from diracx.core.tree import Tree
@@ -136,8 +137,9 @@ class AsyncSession:
         except (OSError, ValueError, TypeError) as exc:  # a missing host file, a bad target...
             raise InvalidPipelineError(f"cannot instantiate the pipeline: {exc}") from exc
         progress.instantiated(inst)
+        secrets = secret_values(inst)
         await self._upload(inst, progress)
-        pipeline = await self.client.submit_pipeline(inst.submission)
+        pipeline = await self.client.submit_pipeline(inst.submission, secrets)
         progress.submitted(pipeline)
         if pipeline.status == "Running":
             pipeline = await self._follow(pipeline.id, progress)
@@ -163,17 +165,19 @@ class AsyncSession:
     async def _upload(self, inst: Instantiated, progress: Progress) -> None:
         if not inst.uploads:
             return
-        missing = await self.client.missing_blobs(list(inst.uploads))
-        if not missing:
+        # One call says what the engine lacks and how to send it: to the service, or
+        # straight to the object store through presigned URLs (digests computed already)
+        plans = await self.client.plan_uploads([(d, inst.upload_size(d)) for d in inst.uploads])
+        if not plans:
             return
-        progress.uploading(len(missing), sum(inst.upload_size(d) for d in missing))
+        progress.uploading(len(plans), sum(p.size for p in plans))
         limit = asyncio.Semaphore(UPLOAD_CONCURRENCY)
 
-        async def upload(digest: str) -> None:
+        async def upload(plan: UploadPlan) -> None:
             async with limit:
-                await self.client.upload_blob(digest, inst.uploads[digest])
+                await self.client.send_blob(plan, inst.uploads[plan.digest])
 
-        await asyncio.gather(*(upload(d) for d in missing))
+        await asyncio.gather(*(upload(p) for p in plans))
 
     async def _follow(self, pipeline_id: int, progress: Progress) -> PipelineInfo:
         after = 0
@@ -207,6 +211,17 @@ class AsyncSession:
     async def job(self, job_id: int) -> JobInfo:
         return await self.client.get_job(job_id)
 
+    # -- killing -----------------------------------------------------------------------
+
+    async def kill_job(self, job_id: int) -> KillResponse:
+        """Kill a live job: it ends Killed (its build stops within about a second) and
+        the jobs that need it fail. A job that already ended: DiracxError (HTTP 409)."""
+        return await self.client.kill_job(job_id)
+
+    async def kill_pipeline(self, pipeline_id: int) -> KillResponse:
+        """Kill every live job of a pipeline. None is live: DiracxError (HTTP 409)."""
+        return await self.client.kill_pipeline(pipeline_id)
+
     async def server_metadata(self) -> Metadata:
         return await self.client.metadata()
 
@@ -239,6 +254,22 @@ class AsyncSession:
         if digest not in self._trees:
             self._trees[digest] = Tree.from_bytes(await self.fetch_blob(digest))
         return self._trees[digest]
+
+
+def secret_values(inst: Instantiated) -> dict[str, str]:
+    """The values of the secrets the pipeline's container steps name (read now: a secret
+    from an environment variable is read when the pipeline is submitted)."""
+    values: dict[str, str] = {}
+    for stage in inst.stages.values():
+        given = getattr(stage, "secret_values", None)
+        if given is None:
+            continue
+        for name, value in given().items():
+            if values.setdefault(name, value) != value:
+                raise InvalidPipelineError(
+                    f"the secret {name!r} has two different values in this pipeline"
+                )
+    return values
 
 
 def failure_message(result: PipelineResult) -> str:

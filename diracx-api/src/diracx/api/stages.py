@@ -507,7 +507,7 @@ def _as_input(value: Any, where: str) -> Stage | TreeRef | HostTree:
     as_input = getattr(value, "as_input", None)
     if callable(as_input):
         ref = as_input()
-        if isinstance(ref, TreeRef | Stage):
+        if isinstance(ref, TreeRef | Stage | HostTree):  # a Directory or File may be any
             return ref
         raise TypeError(
             f"{where}: {type(value).__name__}.as_input() returned {ref!r}, not a TreeRef"

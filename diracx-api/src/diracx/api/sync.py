@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,7 +18,7 @@ from diracx.api.instantiate import Instantiated
 from diracx.api.realization import AsyncRealization
 from diracx.api.session import AsyncSession, PipelineResult, Progress
 from diracx.api.stages import TreeRef
-from diracx.core.models import JobInfo, Metadata, PipelineInfo
+from diracx.core.models import JobInfo, KillResponse, Metadata, PipelineInfo
 from diracx.core.tree import Tree
 
 T = TypeVar("T")
@@ -130,6 +130,21 @@ class Session:
 
     def job_log(self, job_id: int) -> str:
         return call(self._portal, self._async.job_log, job_id)
+
+    def fetch_blobs(self, digests: Iterable[str]) -> None:
+        """Download into this machine's cache the blobs it lacks (verified)."""
+        call(self._portal, self._async.fetch_blobs, list(digests))
+
+    def fetch_tree(self, digest: str) -> Tree:
+        return call(self._portal, self._async.fetch_tree, digest)
+
+    def kill_job(self, job_id: int) -> KillResponse:
+        """Kill a live job; its dependents fail. A job that already ended: DiracxError."""
+        return call(self._portal, self._async.kill_job, job_id)
+
+    def kill_pipeline(self, pipeline_id: int) -> KillResponse:
+        """Kill every live job of a pipeline. None is live: DiracxError."""
+        return call(self._portal, self._async.kill_pipeline, pipeline_id)
 
 
 def _wrap(portal: BlockingPortal, value: Any) -> Any:

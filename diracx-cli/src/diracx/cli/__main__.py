@@ -6,7 +6,7 @@ from importlib.metadata import entry_points
 
 import typer
 
-from diracx.cli import jobs, pipelines, run, services, version
+from diracx.cli import db, jobs, pipelines, run, services, version
 
 app = typer.Typer(
     name="dirac",
@@ -18,8 +18,10 @@ app.command("run")(run.run)
 app.command("version")(version.version)
 app.command("server")(services.server)
 app.command("worker")(services.worker)
+app.command("scheduler")(services.scheduler)
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(pipelines.app, name="pipelines")
+app.add_typer(db.app, name="db")
 
 # Extensions add commands (a Typer app each) through the diracx.cli entry points.
 for ep in entry_points(group="diracx.cli"):

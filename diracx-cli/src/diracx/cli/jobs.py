@@ -1,15 +1,19 @@
-"""``dirac jobs``: inspect jobs."""
+"""``dirac jobs``: inspect and kill jobs."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from diracx.cli._common import console, print_json, session
+from diracx.cli._common import console, err_console, print_json, session
+from diracx.core.exceptions import DiracxError
 
-app = typer.Typer(help="Inspect jobs (one build of one derivation each).", no_args_is_help=True)
+app = typer.Typer(
+    help="Inspect and kill jobs (one build of one derivation each).", no_args_is_help=True
+)
 
 
 @app.command("show")
@@ -39,3 +43,29 @@ def show(
     console.print(table)
     if text is not None:
         console.print(text, highlight=False, markup=False)
+
+
+@app.command("kill")
+def kill(
+    job_ids: Annotated[
+        list[int], typer.Argument(metavar="ID...", help="the ids of the jobs to kill")
+    ],
+) -> None:
+    """Kill jobs: each ends Killed (a running build stops within about a second), and
+    the jobs that need it fail. Exits 1 if a job could not be killed (unknown, ended)."""
+    problems = 0
+    with session() as s:
+        for job_id in job_ids:
+            try:
+                result = s.kill_job(job_id)
+            except DiracxError as exc:
+                err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+                problems += 1
+                continue
+            line = f"job {job_id} killed"
+            if result.failed:
+                ids = ", ".join(str(j) for j in result.failed)
+                line += f"; the jobs that needed it failed: {ids}"
+            console.print(line, highlight=False)
+    if problems:
+        raise typer.Exit(1)

@@ -1,4 +1,4 @@
-"""``dirac pipelines``: inspect pipelines."""
+"""``dirac pipelines``: inspect and kill pipelines."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from rich.table import Table
 
 from diracx.cli._common import console, print_json, session
 
-app = typer.Typer(help="Inspect pipelines.", no_args_is_help=True)
+app = typer.Typer(help="Inspect and kill pipelines.", no_args_is_help=True)
 
 
 @app.command("show")
@@ -30,3 +30,16 @@ def show(
         state = "cached" if st.cached else f"{st.status} {st.minor_status or ''}".strip()
         table.add_row(st.name, state, str(st.job_id or ""), (st.rref or "")[:16])
     console.print(table)
+
+
+@app.command("kill")
+def kill(pipeline_id: Annotated[int, typer.Argument(help="the pipeline's id")]) -> None:
+    """Kill every live job of a pipeline: they end Killed, running builds stop within
+    about a second. Exits 1 if the pipeline is unknown or has no live job."""
+    with session() as s:
+        result = s.kill_pipeline(pipeline_id)
+    line = f"pipeline {pipeline_id} killed: {len(result.killed)} jobs killed"
+    if result.failed:
+        ids = ", ".join(str(j) for j in result.failed)
+        line += f"; jobs of other pipelines that needed them failed: {ids}"
+    console.print(line, highlight=False)

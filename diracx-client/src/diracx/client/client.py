@@ -2,8 +2,11 @@
 
 It sends the bearer token and ``DiracX-Client-Version`` on every request,
 turns error responses into ``DiracxHTTPError`` with the server's message, and
-returns diracx.core models. Blobs are streamed with the generated client's
-httpx connection, so large files never sit whole in memory.
+returns diracx.core models. Blobs are streamed, so large files never sit whole
+in memory; they travel as the service's upload plans say: to the service itself
+(local store), or to the object store through presigned URLs (S3 store), which
+get no credentials. Downloads follow the service's redirect to the object store,
+and every download is verified against its digest as it is streamed.
 
 Every failure is a ``DiracxError`` with a message for the user: an error answer
 (``DiracxHTTPError``, raised by a response hook before the generated code tries
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,7 +27,9 @@ from pydantic import BaseModel, ValidationError
 
 from diracx.client._generated.api.blobs import missing_blobs as missing_blobs_api
 from diracx.client._generated.api.jobs import get_job as get_job_api
+from diracx.client._generated.api.jobs import kill_job as kill_job_api
 from diracx.client._generated.api.pipelines import get_pipeline as get_pipeline_api
+from diracx.client._generated.api.pipelines import kill_pipeline as kill_pipeline_api
 from diracx.client._generated.api.pipelines import pipeline_events as pipeline_events_api
 from diracx.client._generated.api.pipelines import submit_pipeline as submit_pipeline_api
 from diracx.client._generated.api.realizations import get_realization as get_realization_api
@@ -35,19 +40,30 @@ from diracx.client._generated.models import MissingBlobsRequest
 from diracx.client._generated.models import PipelineSubmission as GeneratedSubmission
 from diracx.client._generated.types import Response
 from diracx.core.derivation import PipelineSubmission
-from diracx.core.exceptions import CorruptObjectError, DiracxError
+from diracx.core.exceptions import CorruptObjectError, DiracxError, ServiceUnavailableError
 from diracx.core.models import (
     JobInfo,
+    KillResponse,
     Metadata,
+    MultipartUpload,
     PipelineEvents,
     PipelineInfo,
     RealizationInfo,
+    SingleUpload,
     SubmitResponse,
+    UploadPlans,
 )
 from diracx.core.store import CHUNK_SIZE, LocalStore, hash_file
 from diracx.core.version import __version__
 
 VERSION_HEADER = "DiracX-Client-Version"
+UPLOAD_PLAN_BATCH = 10_000  # blobs per POST /api/blobs/uploads
+PART_CONCURRENCY = 4  # parts of one multipart upload sent at once
+# The least speed at which the service is expected to hash a blob it completes
+COMPLETE_BYTES_PER_SECOND = 10 * 1024 * 1024
+# A request extension: this request may be answered by a redirect to the object store
+BLOB_REDIRECT = "diracx.blob_redirect"
+UploadPlan = SingleUpload | MultipartUpload
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -79,6 +95,8 @@ def _check(response: httpx.Response | Response[Any]) -> None:
 
 async def _raise_for_status(response: httpx.Response) -> None:
     """Response hook: an error answer becomes a DiracxHTTPError before anyone parses it."""
+    if response.status_code == 307 and response.request.extensions.get(BLOB_REDIRECT):
+        return  # a blob download sent to the object store (a presigned URL)
     if response.is_redirect:
         where = response.headers.get("location", "elsewhere")
         raise DiracxHTTPError(
@@ -117,11 +135,14 @@ class AsyncDiracxClient:
             else Client(base_url=self.url, raise_on_unexpected_status=False)
         )
         self._client.set_async_httpx_client(self._http)
+        # Transfers to and from the object store (presigned URLs): no credentials, no hooks
+        self._transfer = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=10.0))
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        await self._transfer.aclose()
 
-    def _transport_error(self, exc: httpx.TransportError) -> DiracxError:
+    def _transport_error(self, exc: httpx.TransportError) -> ServiceUnavailableError:
         reason = str(exc) or type(exc).__name__
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
             message = f"cannot reach the DiracX service at {self.url}: {reason}"
@@ -129,7 +150,7 @@ class AsyncDiracxClient:
             message = f"the DiracX service at {self.url} did not answer in time ({reason})"
         else:
             message = f"the connection to the DiracX service at {self.url} failed: {reason}"
-        return DiracxError(message)
+        return ServiceUnavailableError(f"{message} (try again once it is back)")
 
     def _unexpected(self, exc: Exception) -> DiracxError:
         return DiracxError(
@@ -163,8 +184,14 @@ class AsyncDiracxClient:
 
     # -- pipelines and jobs ----------------------------------------------------------
 
-    async def submit_pipeline(self, submission: PipelineSubmission) -> PipelineInfo:
-        body = GeneratedSubmission.from_dict(submission.model_dump(mode="json"))
+    async def submit_pipeline(
+        self, submission: PipelineSubmission, secrets: Mapping[str, str] | None = None
+    ) -> PipelineInfo:
+        """Submit; *secrets* (name -> value) travel in the body only, never anywhere else."""
+        doc = submission.model_dump(mode="json", exclude={"secrets"})
+        if secrets:
+            doc["secrets"] = dict(secrets)
+        body = GeneratedSubmission.from_dict(doc)
         response = await self._call(submit_pipeline_api.asyncio_detailed, body=body)
         return self._parse(SubmitResponse, response).pipeline
 
@@ -177,6 +204,16 @@ class AsyncDiracxClient:
             pipeline_events_api.asyncio_detailed, pipeline_id=pipeline_id, after=after, wait=wait
         )
         return self._parse(PipelineEvents, response)
+
+    async def kill_job(self, job_id: int) -> KillResponse:
+        """Kill a live job (a 409 DiracxHTTPError if it already ended)."""
+        response = await self._call(kill_job_api.asyncio_detailed, job_id=job_id)
+        return self._parse(KillResponse, response)
+
+    async def kill_pipeline(self, pipeline_id: int) -> KillResponse:
+        """Kill every live job of a pipeline (a 409 DiracxHTTPError if none is live)."""
+        response = await self._call(kill_pipeline_api.asyncio_detailed, pipeline_id=pipeline_id)
+        return self._parse(KillResponse, response)
 
     async def get_job(self, job_id: int) -> JobInfo:
         response = await self._call(get_job_api.asyncio_detailed, job_id=job_id)
@@ -207,24 +244,52 @@ class AsyncDiracxClient:
         except (KeyError, TypeError) as exc:
             raise self._unexpected(exc) from exc
 
+    async def plan_uploads(self, blobs: Sequence[tuple[str, int]]) -> list[UploadPlan]:
+        """Upload plans for those of *blobs* (digest, size) that the service lacks."""
+        plans: list[UploadPlan] = []
+        for i in range(0, len(blobs), UPLOAD_PLAN_BATCH):
+            batch = [{"digest": d, "size": n} for d, n in blobs[i : i + UPLOAD_PLAN_BATCH]]
+            try:
+                response = await self._http.post("/api/blobs/uploads", json=batch)
+            except httpx.TransportError as exc:
+                raise self._transport_error(exc) from exc
+            try:
+                plans += UploadPlans.model_validate_json(response.content).uploads
+            except ValidationError as exc:
+                raise self._unexpected(exc) from exc
+        return plans
+
     async def upload_blob(self, digest: str, data: bytes | Path) -> None:
-        """Send one blob; the service checks that it hashes to *digest*."""
-        content: bytes | AsyncIterator[bytes] = (
-            data if isinstance(data, bytes) else _read_chunks(data)
+        """Send one blob (if the service lacks it); the store checks it hashes to *digest*."""
+        size = (
+            len(data) if isinstance(data, bytes) else (await asyncio.to_thread(data.stat)).st_size
         )
+        for plan in await self.plan_uploads([(digest, size)]):
+            await self.send_blob(plan, data)
+
+    async def send_blob(self, plan: UploadPlan, data: bytes | Path) -> None:
+        """Carry out one upload plan: one PUT, or the parts in parallel; then complete it."""
         try:
-            await self._http.put(
-                f"/api/blobs/{digest}",
-                content=content,
-                headers={"Content-Type": "application/octet-stream"},
-            )
+            if isinstance(plan, SingleUpload):
+                body = _body(data, 0, plan.size)
+                await self._put(plan.url, body, plan.headers, plan.size, plan.digest)
+            else:
+                await self._send_parts(plan, data)
+            if plan.upload_id is not None:
+                # the service reads the whole blob back to check it: give it time
+                wait = max(self._http.timeout.read or 0.0, plan.size / COMPLETE_BYTES_PER_SECOND)
+                await self._http.post(
+                    f"/api/blobs/uploads/{plan.digest}/complete",
+                    json={"upload_id": plan.upload_id},
+                    timeout=httpx.Timeout(wait, connect=10.0),
+                )
         except httpx.TransportError as exc:
             raise self._transport_error(exc) from exc
         except DiracxHTTPError as exc:
             if isinstance(data, Path) and exc.status == 400:
                 # refused for its content? then say which file, if it no longer matches
                 now, _ = await asyncio.to_thread(hash_file, data)
-                if now != digest:
+                if now != plan.digest:
                     where = (
                         f" (from {data}, which now hashes to {now}: "
                         "did the file change while the pipeline was sent?)"
@@ -232,27 +297,130 @@ class AsyncDiracxClient:
                     raise DiracxHTTPError(exc.status, exc.detail + where) from None
             raise
 
-    async def download_blob(self, digest: str, store: LocalStore) -> None:
-        """Stream one blob into *store*, which verifies its digest before keeping it."""
+    async def _send_parts(self, plan: MultipartUpload, data: bytes | Path) -> None:
+        limit = asyncio.Semaphore(PART_CONCURRENCY)
+
+        async def send(number: int, url: str) -> None:
+            start = (number - 1) * plan.part_size
+            length = max(0, min(plan.part_size, plan.size - start))
+            async with limit:
+                await self._put(url, _body(data, start, length), {}, length, plan.digest)
+
+        tasks = [asyncio.create_task(send(p.number, p.url)) for p in plan.parts]
         try:
-            async with self._http.stream("GET", f"/api/blobs/{digest}") as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    raise DiracxHTTPError(response.status_code, _detail(response))
-                with store.writer() as writer:
-                    async for chunk in response.aiter_bytes(CHUNK_SIZE):
-                        writer.write(chunk)
-                    try:
-                        writer.commit(digest)
-                    except CorruptObjectError as exc:
-                        raise CorruptObjectError(
-                            f"download of blob {digest} was corrupt: {exc}"
-                        ) from None
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:  # one part failed: the upload is void, stop the others
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
+    async def _put(
+        self,
+        url: str,
+        content: bytes | AsyncIterator[bytes],
+        headers: dict[str, str],
+        length: int,
+        digest: str,
+    ) -> None:
+        """PUT to where a plan says: a relative URL is the service (with the credentials;
+        a file is streamed in chunks), an absolute one the object store (without them;
+        S3 wants the length)."""
+        if url.startswith("/"):
+            await self._http.put(url, content=content, headers=headers)
+            return
+        try:
+            response = await self._transfer.put(
+                url, content=content, headers={**headers, "Content-Length": str(length)}
+            )
+        except httpx.TransportError as exc:
+            raise DiracxError(
+                f"cannot upload blob {digest} to the object store at {_origin(url)}: "
+                f"{str(exc) or type(exc).__name__}"
+            ) from exc
+        if response.status_code >= 300:
+            raise DiracxHTTPError(
+                response.status_code,
+                f"the object store refused blob {digest} (HTTP {response.status_code}): "
+                f"{_detail(response)}",
+            )
+
+    async def download_blob(self, digest: str, store: LocalStore) -> None:
+        """Stream one blob into *store*, which verifies its digest before keeping it.
+
+        The service sends the bytes (local store) or redirects to a presigned URL of
+        the object store, which is followed without the credentials.
+        """
+        location: str | None = None
+        try:
+            async with self._http.stream(
+                "GET", f"/api/blobs/{digest}", extensions={BLOB_REDIRECT: True}
+            ) as response:
+                if response.status_code == 307:
+                    location = response.headers.get("location")
+                    if not location:
+                        raise self._unexpected(ValueError("a redirect without a location"))
+                else:
+                    await _receive(digest, response, store)
         except httpx.TransportError as exc:
             raise self._transport_error(exc) from exc
+        if location is None:
+            return
+        try:
+            async with self._transfer.stream("GET", location) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise DiracxHTTPError(
+                        response.status_code,
+                        f"the object store answered HTTP {response.status_code} for blob "
+                        f"{digest}: {_detail(response)}",
+                    )
+                await _receive(digest, response, store)
+        except httpx.TransportError as exc:
+            raise DiracxError(
+                f"cannot download blob {digest} from the object store at {_origin(location)}: "
+                f"{str(exc) or type(exc).__name__}"
+            ) from exc
 
 
-async def _read_chunks(path: Path) -> AsyncIterator[bytes]:
+async def _receive(digest: str, response: httpx.Response, store: LocalStore) -> None:
+    """Write a response's body into *store*, verified against *digest* as it streams."""
+    if response.status_code >= 400:
+        await response.aread()
+        raise DiracxHTTPError(response.status_code, _detail(response))
+    with store.writer() as writer:
+        async for chunk in response.aiter_bytes(CHUNK_SIZE):
+            writer.write(chunk)
+        try:
+            writer.commit(digest)
+        except CorruptObjectError as exc:
+            raise CorruptObjectError(f"download of blob {digest} was corrupt: {exc}") from None
+
+
+def _origin(url: str) -> str:
+    """Scheme, host and port of *url*: never the query (a presigned URL's signature)."""
+    parsed = httpx.URL(url)
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"{parsed.scheme}://{parsed.host}{port}"
+
+
+def _body(data: bytes | Path, start: int, length: int) -> bytes | AsyncIterator[bytes]:
+    """Bytes [start, start + length) of *data*: a slice, or a file range read in chunks."""
+    if isinstance(data, bytes):
+        return data if (start, length) == (0, len(data)) else data[start : start + length]
+    return _read_chunks(data, start, length)
+
+
+async def _read_chunks(
+    path: Path, start: int = 0, length: int | None = None
+) -> AsyncIterator[bytes]:
+    left = length
     with open(path, "rb") as f:
-        while chunk := f.read(CHUNK_SIZE):
+        f.seek(start)
+        while left is None or left > 0:
+            chunk = f.read(CHUNK_SIZE if left is None else min(CHUNK_SIZE, left))
+            if not chunk:
+                break
+            if left is not None:
+                left -= len(chunk)
             yield chunk

@@ -14,7 +14,16 @@ from functools import cache
 from importlib.metadata import entry_points
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from diracx.core.canonical import check_is_digest
 from diracx.core.exceptions import InvalidPipelineError, UnknownExecutorError
@@ -35,6 +44,13 @@ class BuilderSpec(BaseModel):
     timeout: Annotated[
         float | None, Field(gt=0, description="seconds before the build is killed")
     ] = None
+
+    def check_inputs(self, inputs: set[str]) -> None:
+        """Raise ValueError if the builder names inputs the derivation does not have."""
+
+    def secret_names(self) -> set[str]:
+        """The secrets whose values a build needs (they travel apart, sealed)."""
+        return set()
 
 
 class ProcessBuilder(BuilderSpec):
@@ -85,10 +101,211 @@ class PythonBuilder(BuilderSpec):
         return check_is_digest(source, what="python source tree")
 
 
+# -- oci: one step of a container pipeline ------------------------------------------
+
+CACHE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+SECRET_NAME_RE = CACHE_NAME_RE
+MAX_OCI_LAYERS = 500  # overlayfs stacks at most 500 lower directories
+
+
+def check_container_path(path: str, what: str = "path") -> str:
+    """An absolute path in the container, normalized (no '.', '..' or repeated '/')."""
+    if not isinstance(path, str) or not path.startswith("/") or "\0" in path:
+        raise ValueError(f"{what} must be an absolute path in the container, not {path!r}")
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise ValueError(f"{what} must not contain '..': {path!r}")
+    return "/" + "/".join(parts)
+
+
+def check_tree_subpath(sub: str) -> str:
+    """A relative path inside an input's tree ("" for all of it)."""
+    parts = [p for p in sub.split("/") if p not in ("", ".")]
+    if ".." in parts or "\0" in sub:
+        raise ValueError(f"a path inside an input must not contain '..': {sub!r}")
+    return "/".join(parts)
+
+
+ContainerPath = Annotated[str, AfterValidator(check_container_path)]
+TreeSubpath = Annotated[str, AfterValidator(check_tree_subpath)]
+
+
+class _OciPart(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OciCopy(_OciPart):
+    """Put (a part of) an input into the container's filesystem: part of the new layer."""
+
+    path: ContainerPath  # where: the directory to merge into, or the file to write
+    input: str  # the input holding it
+    sub: TreeSubpath = ""  # a path inside the input's tree ("" for all of it)
+    kind: Literal["directory", "file"] = "directory"
+    exclude: list[str] = []  # glob patterns, as host_dir's
+    permissions: Annotated[int | None, Field(ge=0, le=0o7777)] = None  # a file's mode
+
+
+class OciMount(_OciPart):
+    """Mount (a part of) an input at a path for the exec: not part of the new layer."""
+
+    path: ContainerPath
+    input: str
+    sub: TreeSubpath = ""
+    kind: Literal["directory", "file"] = "directory"
+
+
+class OciCache(_OciPart):
+    """A cache volume: a directory of the worker that outlives the builds (never hashed)."""
+
+    path: ContainerPath
+    name: str
+    sharing: Literal["shared", "private", "locked"] = "shared"
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, name: str) -> str:
+        if not CACHE_NAME_RE.match(name):
+            raise ValueError(
+                f"cache volume name {name!r} must be 1-128 letters, digits, '.', '_' or '-'"
+            )
+        return name
+
+
+class OciSecretVariable(_OciPart):
+    """An environment variable whose value is a secret (the name only; never hashed)."""
+
+    env: str
+    secret: str
+
+    @field_validator("env")
+    @classmethod
+    def _check_env(cls, env: str) -> str:
+        if not ENV_NAME_RE.match(env):
+            raise ValueError(f"invalid environment variable name {env!r}")
+        return env
+
+    @field_validator("secret")
+    @classmethod
+    def _check_secret(cls, secret: str) -> str:
+        if not SECRET_NAME_RE.match(secret):
+            raise ValueError(f"secret name {secret!r} must be 1-128 letters, digits, '.', '_', '-'")
+        return secret
+
+
+class OciExtract(_OciPart):
+    """Instead of a layer, the output is this path of the container's filesystem."""
+
+    path: ContainerPath
+    kind: Literal["directory", "file"] = "directory"
+
+
+class OciBuilder(BuilderSpec):
+    """One step of a container pipeline, run by the ``oci`` executor.
+
+    The root filesystem is ``layers``: input names, bottom first. An input whose tree
+    holds ``layer.tar`` (an image's layer) adds that layer; one whose tree holds
+    ``stack.json`` (an earlier step's output) is that whole stack of layers, and
+    replaces what is listed below it: a step on top of another needs that one input.
+    The step then does one of:
+
+    - ``argv``: run it (no shell; ``argv[0]`` looked up on the ``PATH`` of ``env``) in
+      ``workdir`` as ``user``; the output holds ``layer.tar`` (what it changed, deletions
+      as whiteouts), ``stack.json`` (``[{"digest", "size"}]``: every layer of the
+      filesystem after it, bottom first), ``stdout``, ``stderr`` and ``exit_code``.
+      ``expect`` says which exit codes make the build succeed;
+    - ``copies`` only: put inputs into the filesystem; the output is ``layer.tar`` and
+      ``stack.json``;
+    - ``extract``: the output is that path of the filesystem (after the ``copies``).
+
+    ``caches`` (cache volumes) and ``secrets`` (environment variables whose values are
+    secrets) never enter the DRef: they do not change what is built.
+    """
+
+    executor: Literal["oci"] = "oci"
+    layers: Annotated[list[str], Field(max_length=MAX_OCI_LAYERS)] = []
+    argv: Annotated[list[str] | None, Field(min_length=1)] = None
+    stdin: str | None = None
+    env: dict[str, str] = {}
+    workdir: ContainerPath = "/"
+    user: str = ""
+    expect: Literal["success", "failure", "any"] = "success"
+    copies: list[OciCopy] = []
+    mounts: list[OciMount] = []
+    network: bool = False
+    memory_mb: Annotated[int | None, Field(ge=4, description="memory limit (MiB)")] = None
+    extract: OciExtract | None = None
+    caches: Annotated[list[OciCache], Field(exclude=True)] = []
+    secrets: Annotated[list[OciSecretVariable], Field(exclude=True)] = []
+
+    @field_validator("env")
+    @classmethod
+    def _check_env(cls, env: dict[str, str]) -> dict[str, str]:
+        for name, value in env.items():
+            if not name or "=" in name or "\0" in name or "\0" in value:
+                raise ValueError(f"invalid environment variable {name!r}")
+        return env
+
+    @field_validator("user")
+    @classmethod
+    def _check_user(cls, user: str) -> str:
+        if "\0" in user or "\n" in user or user.count(":") > 1:
+            raise ValueError(f"user must be 'name', 'uid', 'name:group' or 'uid:gid', not {user!r}")
+        return user
+
+    @model_validator(mode="after")
+    def _check_step(self) -> OciBuilder:
+        if self.extract is not None and self.argv is not None:
+            raise ValueError("a step runs a command or extracts a path, not both")
+        if self.argv is None and self.extract is None and not self.copies:
+            raise ValueError("a step needs argv, copies or extract")
+        if self.argv is None and (self.mounts or self.caches or self.secrets or self.stdin):
+            raise ValueError("mounts, caches, secrets and stdin need argv")
+        mount_points = [m.path for m in self.mounts] + [c.path for c in self.caches]
+        if len(set(mount_points)) != len(mount_points):
+            raise ValueError("two mounts at the same path")
+        names = [s.env for s in self.secrets]
+        if len(set(names)) != len(names):
+            raise ValueError("a secret variable is given twice")
+        return self
+
+    def secret_names(self) -> set[str]:
+        return {s.secret for s in self.secrets}
+
+    def input_names(self) -> set[str]:
+        """The inputs this builder refers to."""
+        return {*self.layers, *(c.input for c in self.copies), *(m.input for m in self.mounts)}
+
+    def check_inputs(self, inputs: set[str]) -> None:
+        missing = sorted(self.input_names() - inputs)
+        if missing:
+            raise ValueError(f"the oci builder refers to inputs that are not given: {missing}")
+        if len(set(self.layers)) != len(self.layers):
+            raise ValueError("a layer is listed twice")
+
+
 BUILTIN_BUILDERS: dict[str, type[BuilderSpec]] = {
     "process": ProcessBuilder,
     "python": PythonBuilder,
+    "oci": OciBuilder,
 }
+
+
+_ANY: TypeAdapter[Any] = TypeAdapter(Any)
+
+
+def unhashed_fields(spec: BuilderSpec) -> dict[str, Any]:
+    """The fields of *spec* that are not part of its DRef (``Field(exclude=True)``), as JSON,
+    when they differ from their defaults: they travel with the job, not the derivation."""
+    names = {n for n, f in type(spec).model_fields.items() if f.exclude}
+    if not names:
+        return {}
+    fields = type(spec).model_fields
+    out: dict[str, Any] = {}
+    for name in sorted(names):
+        value = getattr(spec, name)
+        if value != fields[name].get_default(call_default_factory=True):
+            out[name] = _ANY.dump_python(value, mode="json")
+    return out
 
 
 @cache

@@ -17,11 +17,12 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    SecretStr,
     field_validator,
     model_validator,
 )
 
-from diracx.core.builders import BuilderSpec, parse_builder
+from diracx.core.builders import SECRET_NAME_RE, BuilderSpec, parse_builder
 from diracx.core.canonical import canonical_json, check_is_digest, digest_of
 from diracx.core.exceptions import InvalidPipelineError
 
@@ -140,7 +141,7 @@ class Derivation(BaseModel):
     @model_validator(mode="after")
     def _check_builder(self) -> Derivation:
         try:
-            self.builder_spec()
+            self.builder_spec().check_inputs(set(self.inputs))
         except InvalidPipelineError as exc:
             raise ValueError(str(exc)) from None
         return self
@@ -230,12 +231,29 @@ def realization_ref(dref: str, context: dict[str, list[str]], output: str) -> st
 
 
 class PipelineSubmission(BaseModel):
-    """A set of target derivations with their closure, keyed by the client's DRefs."""
+    """A set of target derivations with their closure, keyed by the client's DRefs.
+
+    ``secrets`` carries the values of the secrets its container steps name (never
+    part of a derivation, a hash, a log or a response: see ``diracx.core.secrets``).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     derivations: dict[str, Derivation] = Field(min_length=1)
     targets: list[str] = Field(min_length=1)
+    secrets: dict[str, SecretStr] = Field(
+        default={}, description="secret name -> value, for the steps that name secrets"
+    )
+
+    @field_validator("secrets")
+    @classmethod
+    def _check_secrets(cls, secrets: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for name in secrets:
+            if not SECRET_NAME_RE.match(name):
+                raise ValueError(
+                    f"secret name {name!r} must be 1-128 letters, digits, '.', '_' or '-'"
+                )
+        return secrets
 
 
 def plan_order(submission: PipelineSubmission) -> list[tuple[str, Derivation]]:

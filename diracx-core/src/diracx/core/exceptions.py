@@ -29,3 +29,15 @@ class InvalidTreeError(DiracxError):
 
 class VersionMismatchError(DiracxError):
     """Installed diracx-* distributions do not all carry the same version."""
+
+
+class ServiceUnavailableError(DiracxError):
+    """The service could not be reached, or the connection broke before it answered.
+
+    Safe to retry once the service is back: a submission is recorded whole or not
+    at all, and submitting the same pipeline again reuses whatever was recorded.
+    """
+
+
+class ConflictError(DiracxError):
+    """The request does not fit the object's state: killing a job that already ended..."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -64,6 +64,13 @@ class JobInfo(BaseModel):
     history: list[StatusHistoryEntry] = []
 
 
+class KillResponse(BaseModel):
+    """What a kill did: the jobs it killed, and the jobs that fail because an input was killed."""
+
+    killed: list[int]
+    failed: list[int]
+
+
 class JobEvent(BaseModel):
     """A status change of a pipeline's job, for following progress."""
 
@@ -109,6 +116,60 @@ class MissingBlobsResponse(BaseModel):
 class BlobInfo(BaseModel):
     digest: str
     size: int
+
+
+MAX_BLOB_SIZE = 5 * 1024**4  # 5 TiB: the largest object S3 keeps
+
+
+class BlobUpload(BaseModel):
+    """A blob a client wants to upload: ``POST /api/blobs/uploads`` takes a list of them."""
+
+    digest: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the blob")
+    size: int = Field(ge=0, le=MAX_BLOB_SIZE, description="its size in bytes")
+
+
+class SingleUpload(BaseModel):
+    """Send the whole blob with one request; then, if ``upload_id`` is set, complete it."""
+
+    kind: Literal["single"] = "single"
+    digest: str
+    size: int
+    method: Literal["PUT"] = "PUT"
+    # Relative (``/api/...``): the service itself, with the usual credentials.
+    # Absolute: the object store (a presigned URL): send no credentials.
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    # None: the PUT stores the blob. Else ``POST /api/blobs/uploads/{digest}/complete``.
+    upload_id: str | None = None
+
+
+class UploadPartURL(BaseModel):
+    number: int  # from 1; part n holds bytes [(n-1)*part_size, n*part_size)
+    url: str
+
+
+class MultipartUpload(BaseModel):
+    """PUT each part (in any order, in parallel) to its URL, then complete the upload."""
+
+    kind: Literal["multipart"] = "multipart"
+    digest: str
+    size: int
+    upload_id: str
+    part_size: int
+    parts: list[UploadPartURL]
+
+
+UploadPlan = Annotated[SingleUpload | MultipartUpload, Field(discriminator="kind")]
+
+
+class UploadPlans(BaseModel):
+    """One plan per blob the store lacks (blobs it has are left out)."""
+
+    uploads: list[UploadPlan]
+
+
+class CompleteUpload(BaseModel):
+    upload_id: str = Field(min_length=1, max_length=2048)
 
 
 class Metadata(BaseModel):

@@ -60,6 +60,12 @@ def hash_file(path: Path) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
+class _Commits(Protocol):
+    """A store that can take a finished temporary file as the blob *digest*."""
+
+    def _commit(self, tmp: Path, digest: str) -> None: ...
+
+
 class BlobWriter:
     """Hashes and writes a blob to a temporary file; ``commit`` moves it into place.
 
@@ -67,7 +73,7 @@ class BlobWriter:
     temporary file: nothing partial ever reaches the store.
     """
 
-    def __init__(self, store: LocalStore, file: BinaryIO, tmp: Path) -> None:
+    def __init__(self, store: _Commits, file: BinaryIO, tmp: Path) -> None:
         self._store = store
         self._file = file
         self._tmp = tmp

@@ -7,7 +7,9 @@ PipelineDB writes its transactions as plain synchronous functions of a
   transaction, not one per statement as with an async SQLite driver, and all
   writes of a process go through one connection on one thread (SQLite has one
   writer at a time: waiting here is cheaper than in SQLite's busy handler).
-- PostgreSQL: with asyncpg, through ``AsyncConnection.run_sync``.
+- PostgreSQL: with asyncpg, through ``AsyncConnection.run_sync``, on a pool of
+  connections per process (``db_pool_size`` kept open, ``db_max_overflow`` more at
+  peaks, each replaced after ``db_pool_recycle`` seconds, checked before use).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 T = TypeVar("T")
@@ -27,6 +29,15 @@ Transaction = Callable[..., T]
 
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
+
+
+def async_url(url: str) -> URL:
+    """*url* with the asyncio driver DiracX uses for its database (``postgresql://`` and
+    ``postgresql+psycopg://`` mean asyncpg; SQLite URLs are left as they are)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql" and parsed.drivername != "postgresql+asyncpg":
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    return parsed
 
 
 def _sqlite_engine(url: str, *, writer: bool) -> Engine:
@@ -61,7 +72,14 @@ def _sqlite_engine(url: str, *, writer: bool) -> Engine:
 class Engines:
     """Runs PipelineDB's transactions on the database at *url*."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        max_overflow: int = 20,
+        pool_recycle: int = 1800,
+    ) -> None:
         self.url = url
         self.sqlite = is_sqlite(url)
         self.dialect_name: str
@@ -72,7 +90,12 @@ class Engines:
             self.dialect_name = "sqlite"
         else:
             self._async: AsyncEngine = create_async_engine(
-                url, pool_size=10, max_overflow=20, pool_pre_ping=True
+                async_url(url),
+                pool_size=pool_size,
+                max_overflow=max_overflow,
+                pool_recycle=pool_recycle,
+                # a connection the server closed (restart, idle timeout) is replaced, not used
+                pool_pre_ping=True,
             )
             self.dialect_name = self._async.dialect.name
 

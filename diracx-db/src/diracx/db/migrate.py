@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest revision in migrations/versions; a test checks it matches Alembic's head.
-HEAD = "0002"
+HEAD = "0003"
 
 
 def alembic_config(url: str) -> Config:
@@ -26,7 +26,7 @@ def alembic_config(url: str) -> Config:
     sync_url = make_url(url)
     if sync_url.drivername == "sqlite+aiosqlite":
         sync_url = sync_url.set(drivername="sqlite")
-    elif sync_url.drivername == "postgresql+asyncpg":
+    elif sync_url.get_backend_name() == "postgresql":
         sync_url = sync_url.set(drivername="postgresql+psycopg")
     cfg.attributes["sqlalchemy_url"] = sync_url
     return cfg
@@ -59,6 +59,47 @@ def current_revision(url: str) -> str | None:
             return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
     except DBAPIError:  # no table yet, or no database yet
         return None
+    finally:
+        engine.dispose()
+
+
+class DatabaseUnreachableError(RuntimeError):
+    """The database cannot be reached (the message says where and why, without password)."""
+
+
+def describe(url: str) -> str:
+    """*url* safe to print: the password hidden."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def database_revision(url: str) -> str | None:
+    """The revision the database at *url* is at, None if it was never migrated; raises
+    DatabaseUnreachableError if it cannot be reached (unlike :func:`current_revision`)."""
+    from sqlalchemy import create_engine, inspect, text
+    from sqlalchemy.exc import DBAPIError
+
+    parsed = make_url(url)
+    sqlite_file = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    if sqlite_file and not Path(sqlite_file).exists():
+        return None  # a new file: the upgrade creates it
+    sync_url = alembic_config(url).attributes["sqlalchemy_url"]
+    # an unreachable host is an error after a while, not a hang
+    connect_args = {"connect_timeout": 10} if sync_url.get_backend_name() == "postgresql" else {}
+    engine = create_engine(sync_url, connect_args=connect_args)
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table("alembic_version"):
+                return None
+            revision: str | None = conn.execute(
+                text("SELECT version_num FROM alembic_version")
+            ).scalar()
+            return revision
+    except DBAPIError as exc:
+        lines = str(exc.orig or exc).strip().splitlines()
+        reason = lines[0] if lines else type(exc.orig or exc).__name__
+        raise DatabaseUnreachableError(
+            f"cannot reach the database {describe(url)}: {reason}"
+        ) from None
     finally:
         engine.dispose()
 

@@ -9,16 +9,23 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from diracx.core.broker import (
+    UNSERVED_PREFIX,
+    WORKER_STALE_SECONDS,
+    QueuedJob,
+    WorkerCapacity,
+    unserved_reason,
+)
 from diracx.core.canonical import canonical_json
-from diracx.core.derivation import Derivation
+from diracx.core.derivation import Derivation, Scheduling
 from diracx.core.models import (
     JobEvent,
     JobInfo,
@@ -28,11 +35,13 @@ from diracx.core.models import (
     StageInfo,
     StatusHistoryEntry,
 )
+from diracx.core.settings import ServiceSettings
 from diracx.core.status import FINAL_STATUSES, LIVE_STATUSES, JobStatus
 from diracx.db.engine import Engines
 from diracx.db.schema import (
     derivations,
     job_edges,
+    job_secrets,
     job_status_history,
     jobs,
     pipeline_stages,
@@ -57,6 +66,10 @@ def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
         yield items[i : i + size]
 
 
+def retries_left(row: Any) -> bool:
+    return bool(row.failures < row.retries)
+
+
 @dataclass(frozen=True)
 class InputRealization:
     rref: str
@@ -72,6 +85,13 @@ class ClaimedJob:
     derivation: Derivation
     attempt: int
     inputs: dict[str, InputRealization]  # derivation inputs (drv) by input name
+    # the values of the secrets the build needs, sealed (diracx.core.secrets.SecretBox)
+    secrets: str | None = field(default=None, repr=False)
+
+    @property
+    def cpus(self) -> int:
+        """The worker slots the build takes (the derivation's scheduling, as submitted)."""
+        return self.derivation.scheduling.cpus
 
 
 @dataclass(frozen=True)
@@ -98,12 +118,77 @@ class BuildFailure:
 class FinishOutcome:
     released: list[int] = field(default_factory=list)  # now Waiting: to be queued
     claimed: list[ClaimedJob] = field(default_factory=list)  # released and claimed by the caller
+    queues: dict[int, str] = field(default_factory=dict)  # the queue of each released job
+
+    def to_queue(self) -> list[QueuedJob]:
+        """The released jobs with the queue each one's message goes to."""
+        return [QueuedJob(j, self.queues[j]) for j in self.released]
+
+
+@dataclass
+class ClaimOutcome:
+    """What a claim did with the ids it was given."""
+
+    claimed: list[ClaimedJob] = field(default_factory=list)  # now held by the worker
+    # Waiting jobs the worker cannot serve but another live worker can: to be queued again
+    passed: list[QueuedJob] = field(default_factory=list)
+    # ids not looked at: the claimed jobs took the whole budget
+    rest: list[int] = field(default_factory=list)
+
+
+@dataclass
+class KillOutcome:
+    killed: list[int] = field(default_factory=list)  # now Killed
+    failed: list[int] = field(default_factory=list)  # dependents that failed because of them
+
+
+@dataclass
+class StallOutcome:
+    """What ``stall_lost`` did with the jobs of lost workers."""
+
+    rescheduled: list[int] = field(default_factory=list)  # Waiting again (perhaps after a backoff)
+    failed: list[int] = field(default_factory=list)  # past the reschedule limit, with dependents
+    due: list[QueuedJob] = field(default_factory=list)  # rescheduled and due now: to be queued
 
 
 @dataclass
 class SubmitOutcome:
     pipeline: PipelineInfo
     ready: list[int]  # jobs created Waiting: to be queued
+    queues: dict[int, str] = field(default_factory=dict)  # the queue of each ready job
+
+    def to_queue(self) -> list[QueuedJob]:
+        """The ready jobs with the queue each one's message goes to."""
+        return [QueuedJob(j, self.queues[j]) for j in self.ready]
+
+
+def _capacity_of(row: Any) -> WorkerCapacity:
+    """A workers row's capacity (columns queues, slots, memory_mb, gpus)."""
+    return WorkerCapacity(
+        queues=tuple(json.loads(row.queues)),
+        slots=row.slots,
+        memory_mb=row.memory_mb,
+        gpus=row.gpus,
+    )
+
+
+def _with_scheduling(row: Any) -> Derivation:
+    """The derivation of a jobs row (joined with its body), with the scheduling it was
+    submitted with: the stored body is what was hashed, which leaves scheduling out."""
+    drv = Derivation.model_validate_json(row.body)
+    scheduling = Scheduling(
+        queue=row.queue,
+        cpus=row.cpus,
+        memory_mb=row.memory_mb,
+        gpus=row.gpus,
+        retries=row.retries,
+        retry_backoff=row.retry_backoff,
+    )
+    update: dict[str, Any] = {"scheduling": scheduling}
+    extra = getattr(row, "builder_extra", None)
+    if extra:  # builder fields left out of the DRef (cache volumes...), as submitted
+        update["builder"] = {**drv.builder, **json.loads(extra)}
+    return drv.model_copy(update=update)
 
 
 class PipelineDB:
@@ -112,10 +197,24 @@ class PipelineDB:
     def __init__(self, engines: Engines) -> None:
         self.engines = engines
         self._dialect = engines.dialect_name
+        # what each worker declared: it never changes once the worker registered
+        self._capacities: dict[str, WorkerCapacity] = {}
 
     @classmethod
-    def from_url(cls, url: str) -> PipelineDB:
-        return cls(Engines(url))
+    def from_url(cls, url: str, **pool: int) -> PipelineDB:
+        """On the database at *url*; *pool*: ``pool_size``, ``max_overflow``,
+        ``pool_recycle`` (PostgreSQL only)."""
+        return cls(Engines(url, **pool))
+
+    @classmethod
+    def from_settings(cls, settings: ServiceSettings) -> PipelineDB:
+        """On the configured database, with the configured connection pool."""
+        return cls.from_url(
+            settings.resolved_db_url(),
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_recycle=settings.db_pool_recycle,
+        )
 
     async def close(self) -> None:
         await self.engines.dispose()
@@ -181,18 +280,35 @@ class PipelineDB:
             )
             changed.extend(r[0] for r in result)
         self._history(conn, changed, new, minor, source, ts, via=via)
+        if new in FINAL_STATUSES:
+            self._drop_secrets(conn, changed)
         return changed
+
+    def _drop_secrets(self, conn: Connection, job_ids: Sequence[int]) -> None:
+        """A job that has ended needs its secrets no more: they go at once."""
+        for part in chunks(job_ids):
+            conn.execute(delete(job_secrets).where(job_secrets.c.job_id.in_(part)))
 
     # -- submission ----------------------------------------------------------------
 
     async def submit(
-        self, owner: str, ordered: Sequence[tuple[str, Derivation]], targets: Sequence[str]
+        self,
+        owner: str,
+        ordered: Sequence[tuple[str, Derivation]],
+        targets: Sequence[str],
+        *,
+        extras: Mapping[str, Mapping[str, Any]] | None = None,
+        secrets: Mapping[str, str] | None = None,
     ) -> SubmitOutcome:
         """Record a pipeline whole: reuse what is realized, join live jobs, create the rest.
 
         *ordered* lists the derivations inputs first (``plan_order``). Runs as one
-        transaction: the pipeline is recorded whole or not at all.
+        transaction: the pipeline is recorded whole or not at all. *extras* (DRef ->
+        builder fields left out of the DRef) and *secrets* (DRef -> sealed secret
+        values) go with the jobs this submission creates.
         """
+        extras = extras or {}
+        secrets = secrets or {}
         ts = now()
         drefs = [d for d, _ in ordered]
 
@@ -216,7 +332,10 @@ class PipelineDB:
                     for d, drv in ordered
                 ],
             )
-            realized = self._chosen_realizations(conn, drefs)
+            # Live jobs first, locked, then realizations: a job that a worker finishes
+            # meanwhile is then either still live (its finish waits for our lock) or Done
+            # with its realization visible to the next statement (PostgreSQL's READ
+            # COMMITTED). The other order missed both, and built the derivation twice.
             live: dict[str, tuple[int, str]] = {}  # dref -> (job id, status) of a live job
             for part in chunks(drefs):
                 rows = conn.execute(
@@ -229,6 +348,7 @@ class PipelineDB:
                 )
                 for dref, job_id, status in rows:
                     live.setdefault(dref, (job_id, status))
+            realized = self._chosen_realizations(conn, drefs)
 
             stage_job: dict[str, int] = {}  # dref -> the job building it for this pipeline
             new_jobs: list[dict[str, Any]] = []
@@ -253,6 +373,9 @@ class PipelineDB:
                         "gpus": drv.scheduling.gpus,
                         "retries": drv.scheduling.retries,
                         "retry_backoff": drv.scheduling.retry_backoff,
+                        "builder_extra": (
+                            json.dumps(extras[dref], sort_keys=True) if extras.get(dref) else None
+                        ),
                     }
                 )
             if new_jobs:
@@ -274,6 +397,13 @@ class PipelineDB:
             ]
             if edges:
                 conn.execute(insert(job_edges), edges)
+            sealed = [
+                {"job_id": stage_job[row["dref"]], "sealed": secrets[row["dref"]]}
+                for row in new_jobs
+                if row["dref"] in secrets
+            ]
+            if sealed:
+                conn.execute(insert(job_secrets), sealed)
             created = [(row["dref"], stage_job[row["dref"]], row["status"]) for row in new_jobs]
             history = [
                 row
@@ -318,8 +448,10 @@ class PipelineDB:
 
         info, created = await self.engines.write(tx)
         assert info is not None
+        scheduling = {dref: drv.scheduling for dref, drv in ordered}
         ready = [job_id for _, job_id, status in created if status == S.WAITING]
-        return SubmitOutcome(pipeline=info, ready=ready)
+        queues = {j: scheduling[d].queue for d, j, status in created if status == S.WAITING}
+        return SubmitOutcome(pipeline=info, ready=ready, queues=queues)
 
     def _chosen_realizations(
         self, conn: Connection, drefs: Sequence[str]
@@ -339,17 +471,72 @@ class PipelineDB:
     # -- workers: claim, run, finish ------------------------------------------------
 
     async def claim(
-        self, job_ids: Sequence[int], worker: str, *, start: bool = False, source: str = "worker"
+        self,
+        job_ids: Sequence[int],
+        worker: str,
+        *,
+        start: bool = False,
+        source: str = "worker",
+        budget: int | None = None,
     ) -> list[ClaimedJob]:
         """Waiting -> Matched for the jobs no other worker took; exactly one worker wins each.
 
-        With *start* the won jobs go on to Running in the same transaction.
+        With *start* the won jobs go on to Running in the same transaction. Only jobs
+        the worker can serve are taken (see :meth:`claim_batch`).
+        """
+        outcome = await self.claim_batch(job_ids, worker, start=start, source=source, budget=budget)
+        return outcome.claimed
+
+    async def claim_batch(
+        self,
+        job_ids: Sequence[int],
+        worker: str,
+        *,
+        start: bool = True,
+        source: str = "worker",
+        budget: int | None = None,
+    ) -> ClaimOutcome:
+        """Claim what *worker* can serve of *job_ids*, in order, within *budget* slots.
+
+        A registered worker takes only jobs of its queues whose cpus, memory and gpus
+        fit what it declared (a worker that never registered takes anything). With a
+        *budget*, jobs are taken while the cpus taken so far are below it (the last one
+        may go over); the ids after that are returned untouched in ``rest``. Jobs the
+        worker cannot serve stay Waiting: those another live worker can serve come back
+        in ``passed`` (to be queued again), the others get a minor status saying why.
         """
 
         def tx(conn: Connection) -> Any:
-            return self._claim(conn, job_ids, worker, start=start, source=source)
+            return self._claim(conn, job_ids, worker, start=start, source=source, budget=budget)
 
         return await self.engines.write(tx)
+
+    def _capacity(self, conn: Connection, worker: str) -> WorkerCapacity | None:
+        """What *worker* declared when it registered (None: it never did)."""
+        if worker in self._capacities:
+            return self._capacities[worker]
+        row = conn.execute(
+            select(workers.c.queues, workers.c.slots, workers.c.memory_mb, workers.c.gpus).where(
+                workers.c.id == worker
+            )
+        ).first()
+        if row is None:
+            return None
+        capacity = _capacity_of(row)
+        self._capacities[worker] = capacity
+        return capacity
+
+    def _live_capacities(self, conn: Connection, stale_after: float) -> list[WorkerCapacity]:
+        """What the live workers serve: seen within *stale_after* seconds, not stopped."""
+        rows = conn.execute(
+            select(workers.c.queues, workers.c.slots, workers.c.memory_mb, workers.c.gpus)
+            .where(
+                workers.c.stopped.is_(None),
+                workers.c.last_seen >= now() - timedelta(seconds=stale_after),
+            )
+            .distinct()
+        )
+        return [_capacity_of(row) for row in rows]
 
     def _claim(
         self,
@@ -359,12 +546,47 @@ class PipelineDB:
         *,
         start: bool,
         source: str,
-    ) -> list[ClaimedJob]:
+        budget: int | None = None,
+    ) -> ClaimOutcome:
+        outcome = ClaimOutcome()
+        capacity = self._capacity(conn, worker)
+        waiting: dict[int, Any] = {}
+        for part in chunks(job_ids):
+            rows = conn.execute(
+                select(jobs.c.id, jobs.c.queue, jobs.c.cpus, jobs.c.memory_mb, jobs.c.gpus).where(
+                    jobs.c.id.in_(part),
+                    jobs.c.status == S.WAITING.value,
+                    # a retry or reschedule waits out its backoff (a tick sends it when due)
+                    or_(jobs.c.not_before.is_(None), jobs.c.not_before <= now()),
+                )
+            )
+            waiting.update((row.id, row) for row in rows)
+        candidates: list[int] = []
+        cannot: list[Any] = []
+        taken = 0
+        for i, job_id in enumerate(job_ids):
+            row = waiting.get(job_id)
+            if row is None:  # taken by another worker, or no longer Waiting
+                continue
+            if capacity is not None and not capacity.fits(
+                row.queue, row.cpus, row.memory_mb, row.gpus
+            ):
+                cannot.append(row)
+                continue
+            if budget is not None and taken >= budget:
+                outcome.rest = list(job_ids[i:])
+                break
+            candidates.append(job_id)
+            taken += row.cpus
+        if cannot:
+            outcome.passed = self._pass_on(conn, cannot, source)
+        if not candidates:
+            return outcome
         matched = f"Matched by {worker}"
         if start:
             won = self._set_status(
                 conn,
-                job_ids,
+                candidates,
                 [S.WAITING],
                 S.RUNNING,
                 "Building",
@@ -375,9 +597,54 @@ class PipelineDB:
             )
         else:
             won = self._set_status(
-                conn, job_ids, [S.WAITING], S.MATCHED, matched, source, worker=worker
+                conn, candidates, [S.WAITING], S.MATCHED, matched, source, worker=worker
             )
-        return self._claimed_jobs(conn, won)
+        position = {job_id: i for i, job_id in enumerate(job_ids)}
+        outcome.claimed = self._claimed_jobs(conn, sorted(won, key=position.__getitem__))
+        return outcome
+
+    def _pass_on(self, conn: Connection, rows: Sequence[Any], source: str) -> list[QueuedJob]:
+        """Waiting jobs a worker could not serve: those a live worker can serve are returned
+        (to be queued again); the others get a minor status that says why."""
+        live = self._live_capacities(conn, WORKER_STALE_SECONDS)
+        passed: list[QueuedJob] = []
+        reasons: dict[str, list[int]] = defaultdict(list)
+        for row in rows:
+            reason = unserved_reason(live, row.queue, row.cpus, row.memory_mb, row.gpus)
+            if reason is None:
+                passed.append(QueuedJob(row.id, row.queue))
+            else:
+                reasons[reason].append(row.id)
+        for reason, ids in reasons.items():
+            self._set_minor(conn, ids, reason, source)
+        return passed
+
+    def _set_minor(
+        self,
+        conn: Connection,
+        job_ids: Sequence[int],
+        minor: str,
+        source: str,
+        *,
+        where: Any = None,
+    ) -> list[QueuedJob]:
+        """Give Waiting jobs a new minor status; a history row only for those it changes."""
+        ts = now()
+        changed: list[QueuedJob] = []
+        for part in chunks(job_ids):
+            query = update(jobs).where(
+                jobs.c.id.in_(part),
+                jobs.c.status == S.WAITING.value,
+                jobs.c.minor_status != minor,
+            )
+            if where is not None:
+                query = query.where(where)
+            result = conn.execute(
+                query.values(minor_status=minor, updated=ts).returning(jobs.c.id, jobs.c.queue)
+            )
+            changed.extend(QueuedJob(r[0], r[1]) for r in result)
+        self._history(conn, sorted(j.id for j in changed), S.WAITING, minor, source, ts)
+        return changed
 
     def _claimed_jobs(self, conn: Connection, job_ids: Sequence[int]) -> list[ClaimedJob]:
         if not job_ids:
@@ -386,19 +653,33 @@ class PipelineDB:
         for part in chunks(job_ids):
             rows.extend(
                 conn.execute(
-                    select(jobs.c.id, jobs.c.dref, jobs.c.attempt, derivations.c.body)
+                    select(
+                        jobs.c.id,
+                        jobs.c.dref,
+                        jobs.c.attempt,
+                        jobs.c.queue,
+                        jobs.c.cpus,
+                        jobs.c.memory_mb,
+                        jobs.c.gpus,
+                        jobs.c.retries,
+                        jobs.c.retry_backoff,
+                        jobs.c.builder_extra,
+                        derivations.c.body,
+                        job_secrets.c.sealed,
+                    )
                     .join(derivations, derivations.c.dref == jobs.c.dref)
+                    .outerjoin(job_secrets, job_secrets.c.job_id == jobs.c.id)
                     .where(jobs.c.id.in_(part))
                 )
             )
-        parsed = {row.id: (row, Derivation.model_validate_json(row.body)) for row in rows}
+        parsed = {row.id: (row, _with_scheduling(row)) for row in rows}
         needed = {d for _, drv in parsed.values() for d in drv.input_drefs().values()}
         chosen = self._chosen_realizations(conn, sorted(needed))
         claimed = []
         for job_id in job_ids:
             row, drv = parsed[job_id]
             inputs = {name: chosen[d] for name, d in drv.input_drefs().items() if d in chosen}
-            claimed.append(ClaimedJob(row.id, row.dref, drv, row.attempt, inputs))
+            claimed.append(ClaimedJob(row.id, row.dref, drv, row.attempt, inputs, row.sealed))
         return claimed
 
     async def finish(
@@ -439,19 +720,39 @@ class PipelineDB:
                     ],
                 )
                 done_ids = self._end_jobs(
-                    conn, [(x.job_id, S.DONE, "Built", x.rref, x.log) for x in successes], ts
+                    conn,
+                    [(x.job_id, S.DONE, "Built", x.rref, x.log) for x in successes],
+                    ts,
+                    worker,
                 )
                 outcome.released = self._release_dependents(conn, done_ids, ts)
             if failures:
-                self._fail(conn, failures, ts)
+                # retried at once (no backoff): queued, or claimed below, like released jobs
+                outcome.released.extend(self._fail(conn, worker, failures, ts))
             if claim_released and outcome.released:
-                mine = outcome.released[:claim_released]
-                outcome.claimed = self._claim(conn, mine, worker, start=True, source="worker")
+                claim = self._claim(
+                    conn,
+                    outcome.released,
+                    worker,
+                    start=True,
+                    source="worker",
+                    budget=claim_released,
+                )
+                outcome.claimed = claim.claimed
                 won = {c.id for c in outcome.claimed}
                 outcome.released = [j for j in outcome.released if j not in won]
+            outcome.queues = self._queues(conn, outcome.released)
 
         await self.engines.write(tx)
         return outcome
+
+    def _queues(self, conn: Connection, job_ids: Sequence[int]) -> dict[int, str]:
+        """The queue of each job."""
+        queues: dict[int, str] = {}
+        for part in chunks(job_ids):
+            rows = conn.execute(select(jobs.c.id, jobs.c.queue).where(jobs.c.id.in_(part)))
+            queues.update((r[0], r[1]) for r in rows)
+        return queues
 
     def _release_dependents(self, conn: Connection, done: Sequence[int], ts: datetime) -> list[int]:
         counts: Counter[int] = Counter()
@@ -488,16 +789,19 @@ class PipelineDB:
         self._history(conn, released, S.WAITING, "Inputs ready", "worker", ts)
         return sorted(released)
 
-    def _held(self, conn: Connection, job_ids: Sequence[int]) -> set[int]:
-        """The jobs among *job_ids* that a worker still holds (locked until commit)."""
+    def _held(
+        self, conn: Connection, job_ids: Sequence[int], worker: str | None = None
+    ) -> set[int]:
+        """The jobs among *job_ids* that a worker (*worker*, if given) still holds, locked
+        until commit. A job killed, or rescheduled after its worker was thought lost, is not."""
         held: set[int] = set()
         for part in chunks(job_ids):
-            rows = conn.execute(
-                select(jobs.c.id)
-                .where(jobs.c.id.in_(part), jobs.c.status.in_([x.value for x in HELD]))
-                .with_for_update()
+            query = select(jobs.c.id).where(
+                jobs.c.id.in_(part), jobs.c.status.in_([x.value for x in HELD])
             )
-            held.update(r[0] for r in rows)
+            if worker is not None:
+                query = query.where(jobs.c.worker == worker)
+            held.update(r[0] for r in conn.execute(query.with_for_update()))
         return held
 
     def _end_jobs(
@@ -505,10 +809,12 @@ class PipelineDB:
         conn: Connection,
         ends: Sequence[tuple[int, JobStatus, str, str | None, str | None]],
         ts: datetime,
+        worker: str | None = None,
     ) -> list[int]:
         """Give held jobs their final status: ``(job id, Done or Failed, minor status, rref,
-        log)``. A job no longer held (killed meanwhile) keeps its status. Returns the ended."""
-        held = self._held(conn, [e[0] for e in ends])
+        log)``. A job no longer held (by *worker*, if given: killed or rescheduled meanwhile)
+        keeps its status. Returns the ended."""
+        held = self._held(conn, [e[0] for e in ends], worker)
         ended = [e[0] for e in ends if e[0] in held]
         rows: list[dict[str, Any]] = [
             {"_id": job_id, "_status": st.value, "_minor": minor[:512], "_rref": rref, "_log": log}
@@ -541,17 +847,91 @@ class PipelineDB:
                     for r in rows
                 ],
             )
+        self._drop_secrets(conn, ended)
         return ended
 
-    def _fail(self, conn: Connection, failures: Sequence[BuildFailure], ts: datetime) -> None:
+    def _fail(
+        self, conn: Connection, worker: str, failures: Sequence[BuildFailure], ts: datetime
+    ) -> list[int]:
+        """Failed builds: retried while the job has retries left, else Failed with dependents.
+
+        Returns the retried jobs that are due at once (no backoff), to be queued.
+        """
+        held = self._held(conn, [f.job_id for f in failures], worker)
+        rows: dict[int, Any] = {}
+        for part in chunks(sorted(held)):
+            rows.update(
+                (r.id, r)
+                for r in conn.execute(
+                    select(
+                        jobs.c.id,
+                        jobs.c.attempt,
+                        jobs.c.failures,
+                        jobs.c.retries,
+                        jobs.c.retry_backoff,
+                    ).where(jobs.c.id.in_(part))
+                )
+            )
+        retry = [f for f in failures if f.job_id in rows and retries_left(rows[f.job_id])]
+        retried = {f.job_id for f in retry}
+        final = [f for f in failures if f.job_id not in retried]
         failed = self._end_jobs(
-            conn, [(f.job_id, S.FAILED, f.reason, None, f.log) for f in failures], ts
+            conn, [(f.job_id, S.FAILED, f.reason, None, f.log) for f in final], ts, worker
         )
         self._fail_dependents(conn, failed, ts)
+        return [f.job_id for f in retry if self._retry(conn, f, rows[f.job_id], ts)]
 
-    def _fail_dependents(self, conn: Connection, failed: Sequence[int], ts: datetime) -> None:
-        """Dependents of failed jobs never run: Failed, naming the input that failed."""
+    def _retry(self, conn: Connection, failure: BuildFailure, row: Any, ts: datetime) -> bool:
+        """A failed attempt of a job with retries left: Rescheduled (the reason and the log
+        of the attempt in the history), then Waiting until the backoff has passed. Its
+        dependents wait on. Returns whether it is due at once."""
+        n = row.failures + 1
+        delay = row.retry_backoff * 2 ** (n - 1)
+        logged = f" (log {failure.log})" if failure.log else ""
+        attempt_minor = f"Attempt {row.attempt} failed: {failure.reason}"
+        # the log's digest must survive the cut to the column's size
+        attempt_minor = attempt_minor[: 512 - len(logged)] + logged
+        minor = f"Retry {n} of {row.retries} in {delay:.1f} s: {failure.reason}"[:512]
+        conn.execute(
+            update(jobs)
+            .where(jobs.c.id == failure.job_id)
+            .values(
+                status=S.WAITING.value,
+                minor_status=minor,
+                updated=ts,
+                failures=n,
+                attempt=jobs.c.attempt + 1,
+                worker=None,
+                heartbeat=None,
+                not_before=ts + timedelta(seconds=delay),
+                log=failure.log,  # the failed attempt's log, until the next attempt ends
+            )
+        )
+        self._history(
+            conn,
+            [failure.job_id],
+            S.WAITING,
+            minor,
+            "worker",
+            ts,
+            via=[(S.RESCHEDULED, attempt_minor)],
+        )
+        return delay <= 0
+
+    def _fail_dependents(
+        self,
+        conn: Connection,
+        failed: Sequence[int],
+        ts: datetime,
+        *,
+        verb: str = "failed",
+        source: str = "worker",
+    ) -> list[int]:
+        """Dependents of failed (or killed) jobs never run: Failed, naming the input
+        ("Input 'a' failed", "Input 'a' was killed"). Returns every job failed so."""
         frontier = list(failed)
+        failed_all: list[int] = []
+        first = True
         while frontier:
             rows: list[Any] = []
             for part in chunks(frontier):
@@ -564,66 +944,337 @@ class PipelineDB:
                 )
             by_reason: dict[str, list[int]] = defaultdict(list)
             for job_id, input_name in rows:
-                by_reason[f"Input {input_name!r} failed"].append(job_id)
+                by_reason[f"Input {input_name!r} {verb if first else 'failed'}"].append(job_id)
             frontier = []
             for reason, ids in by_reason.items():
                 frontier.extend(
                     self._set_status(
-                        conn, sorted(set(ids)), [S.CHECKING, S.WAITING], S.FAILED, reason, "worker"
+                        conn, sorted(set(ids)), [S.CHECKING, S.WAITING], S.FAILED, reason, source
                     )
                 )
+            failed_all.extend(frontier)
+            first = False
+        return failed_all
 
-    async def heartbeat(self, job_ids: Sequence[int]) -> None:
+    async def heartbeat(self, job_ids: Sequence[int], worker: str | None = None) -> None:
+        """The jobs are still being worked on; with *worker*, it is alive (``last_seen``)
+        and only the jobs it still holds are refreshed."""
+        ts = now()
+
         def tx(conn: Connection) -> Any:
             for part in chunks(job_ids):
-                conn.execute(update(jobs).where(jobs.c.id.in_(part)).values(heartbeat=now()))
+                query = update(jobs).where(jobs.c.id.in_(part))
+                if worker is not None:
+                    query = query.where(jobs.c.worker == worker)
+                conn.execute(query.values(heartbeat=ts))
+            if worker is not None:
+                conn.execute(update(workers).where(workers.c.id == worker).values(last_seen=ts))
 
         await self.engines.write(tx)
 
+    async def held_by(self, worker: str, job_ids: Sequence[int]) -> set[int]:
+        """The jobs among *job_ids* that *worker* still holds; it stops building the others
+        (killed, or rescheduled after it was thought lost)."""
+
+        def tx(conn: Connection) -> Any:
+            held: set[int] = set()
+            for part in chunks(job_ids):
+                rows = conn.execute(
+                    select(jobs.c.id).where(
+                        jobs.c.id.in_(part),
+                        jobs.c.worker == worker,
+                        jobs.c.status.in_([s.value for s in HELD]),
+                    )
+                )
+                held.update(r[0] for r in rows)
+            return held
+
+        return await self.engines.read(tx)
+
+    # -- kill --------------------------------------------------------------------------
+
+    async def kill_jobs(
+        self, job_ids: Sequence[int], reason: str = "Killed", source: str = "user"
+    ) -> KillOutcome:
+        """Live jobs -> Killed, and their dependents Failed ("Input 'a' was killed").
+
+        Jobs that already ended are left as they are (not in ``killed``). A worker
+        building a killed job notices (``held_by``), stops the build, and its result is
+        not recorded: the job is no longer held.
+        """
+        ts = now()
+
+        def tx(conn: Connection) -> Any:
+            return self._kill(conn, job_ids, reason, source, ts)
+
+        return await self.engines.write(tx)
+
+    async def kill_pipeline(
+        self, pipeline_id: int, reason: str = "Killed", source: str = "user"
+    ) -> KillOutcome | None:
+        """Kill every live job of the pipeline (None if there is no such pipeline).
+
+        A job the pipeline shares with another one (joined at submission) is killed
+        too: the other pipeline's stages that need it fail.
+        """
+        ts = now()
+
+        def tx(conn: Connection) -> Any:
+            exists = conn.execute(select(pipelines.c.id).where(pipelines.c.id == pipeline_id))
+            if exists.first() is None:
+                return None
+            rows = conn.execute(
+                select(pipeline_stages.c.job_id).where(
+                    pipeline_stages.c.pipeline_id == pipeline_id,
+                    pipeline_stages.c.job_id.is_not(None),
+                )
+            )
+            return self._kill(conn, sorted(r[0] for r in rows), reason, source, ts)
+
+        return await self.engines.write(tx)
+
+    def _kill(
+        self, conn: Connection, job_ids: Sequence[int], reason: str, source: str, ts: datetime
+    ) -> KillOutcome:
+        killed = self._set_status(
+            conn, job_ids, list(LIVE_STATUSES), S.KILLED, reason[:512], source
+        )
+        failed = self._fail_dependents(conn, killed, ts, verb="was killed", source=source)
+        return KillOutcome(killed=sorted(killed), failed=sorted(failed))
+
     # -- workers registry and recovery -----------------------------------------------
 
-    async def register_worker(self, worker: str, hostname: str, pid: int) -> None:
+    async def register_worker(
+        self, worker: str, hostname: str, pid: int, capacity: WorkerCapacity | None = None
+    ) -> None:
+        """Record a starting worker and what it serves (default: ``WorkerCapacity()``, the
+        default queue with one slot). Claims for *worker* take only what it can serve."""
         ts = now()
+        capacity = capacity or WorkerCapacity()
 
         def tx(conn: Connection) -> Any:
             conn.execute(
                 self._insert_ignore(workers),
-                [{"id": worker, "hostname": hostname, "pid": pid, "started": ts, "last_seen": ts}],
+                [
+                    {
+                        "id": worker,
+                        "hostname": hostname,
+                        "pid": pid,
+                        "started": ts,
+                        "last_seen": ts,
+                        "queues": json.dumps(list(capacity.queues)),
+                        "slots": capacity.slots,
+                        "memory_mb": capacity.memory_mb,
+                        "gpus": capacity.gpus,
+                    }
+                ],
             )
 
         await self.engines.write(tx)
+        self._capacities.pop(worker, None)  # read again from the row (a retry keeps the first)
 
-    async def reschedule_orphans(
-        self, live_workers: Iterable[str], source: str = "engine"
-    ) -> list[int]:
-        """Jobs held by a worker that is gone: Rescheduled, then Waiting again (attempt + 1)."""
-        live = list(live_workers)
+    async def note_unserved(
+        self, stale_after: float = WORKER_STALE_SECONDS, source: str = "scheduler"
+    ) -> list[QueuedJob]:
+        """Say why Waiting jobs that no live worker can serve wait; undo it once one can.
+
+        A live worker was seen within *stale_after* seconds and has not stopped. A job no
+        live worker can serve gets a minor status that says why ("No worker serves queue
+        'gpu'", "No worker has 4 slots for this job (largest: 2)"...); a job that had
+        one and can now be served is "Ready" again. A history row is written only when
+        the minor status changes. Returns the jobs that are Ready again: queue them
+        again, their message may have been dropped by a worker that could not serve them.
+        """
 
         def tx(conn: Connection) -> Any:
-            query = select(jobs.c.id).where(jobs.c.status.in_([s.value for s in HELD]))
-            if live:
-                query = query.where(jobs.c.worker.not_in(live))
-            orphans = [r[0] for r in conn.execute(query)]
-            held = [s for s in HELD]
-            moved = self._set_status(conn, orphans, held, S.RESCHEDULED, "Worker lost", source)
-            for part in chunks(moved):
-                conn.execute(
-                    update(jobs)
-                    .where(jobs.c.id.in_(part))
-                    .values(attempt=jobs.c.attempt + 1, worker=None)
+            live = self._live_capacities(conn, stale_after)
+            kinds = conn.execute(
+                select(jobs.c.queue, jobs.c.cpus, jobs.c.memory_mb, jobs.c.gpus)
+                .where(jobs.c.status == S.WAITING.value)
+                .distinct()
+            ).all()
+            ready_again: list[QueuedJob] = []
+            for queue, cpus, memory_mb, gpus in kinds:
+                reason = unserved_reason(live, queue, cpus, memory_mb, gpus)
+                of_kind = and_(
+                    jobs.c.queue == queue,
+                    jobs.c.cpus == cpus,
+                    jobs.c.memory_mb == memory_mb,
+                    jobs.c.gpus == gpus,
                 )
-            return self._set_status(conn, moved, [S.RESCHEDULED], S.WAITING, "Rescheduled", source)
+                ids = [
+                    r[0]
+                    for r in conn.execute(
+                        select(jobs.c.id)
+                        .where(jobs.c.status == S.WAITING.value, of_kind)
+                        .order_by(jobs.c.id)
+                    )
+                ]
+                if reason is not None:
+                    self._set_minor(conn, ids, reason, source)
+                else:
+                    flagged = jobs.c.minor_status.startswith(UNSERVED_PREFIX, autoescape=True)
+                    ready_again += self._set_minor(conn, ids, "Ready", source, where=flagged)
+            return sorted(ready_again)
 
         return await self.engines.write(tx)
 
-    async def waiting_jobs(self) -> list[int]:
+    async def mark_workers_stopped(
+        self,
+        *,
+        worker_id: str | None = None,
+        hostname: str | None = None,
+        pid: int | None = None,
+    ) -> list[str]:
+        """Record that workers are gone (all of them, or those matching the filters):
+        ``stall_lost`` then reschedules their jobs without waiting for the heartbeat
+        timeout. A worker calls it with its own id when it stops; the embedded engine
+        for the workers it knows are dead. Returns the ids marked."""
+        ts = now()
+
+        def tx(conn: Connection) -> Any:
+            query = update(workers).where(workers.c.stopped.is_(None))
+            if worker_id is not None:
+                query = query.where(workers.c.id == worker_id)
+            if hostname is not None:
+                query = query.where(workers.c.hostname == hostname)
+            if pid is not None:
+                query = query.where(workers.c.pid == pid)
+            result = conn.execute(query.values(stopped=ts).returning(workers.c.id))
+            return sorted(r[0] for r in result)
+
+        return await self.engines.write(tx)
+
+    async def requeue_lost(self, older_than: float) -> list[QueuedJob]:
+        """Waiting jobs whose message may be lost, with their queue, to be sent again.
+
+        A Waiting job is sent again when it is due (its backoff, ``not_before``, has
+        passed) and either became due since it was last touched (a retry or a
+        reschedule after a backoff) or was not touched for *older_than* seconds (its
+        message went missing). Their ``updated`` is set to now, so that a job is not
+        sent again at every tick; claims make a repeated message harmless.
+        """
+        ts = now()
+        cutoff = ts - timedelta(seconds=older_than)
+
         def tx(conn: Connection) -> Any:
             rows = conn.execute(
-                select(jobs.c.id).where(jobs.c.status == S.WAITING.value).order_by(jobs.c.id)
+                select(jobs.c.id, jobs.c.queue)
+                .where(
+                    jobs.c.status == S.WAITING.value,
+                    or_(jobs.c.not_before.is_(None), jobs.c.not_before <= ts),
+                    or_(
+                        jobs.c.updated < cutoff,
+                        and_(jobs.c.not_before.is_not(None), jobs.c.updated < jobs.c.not_before),
+                    ),
+                )
+                .order_by(jobs.c.id)
             )
-            return [r[0] for r in rows]
+            queue_of = {job_id: queue for job_id, queue in rows}
+            touched: list[int] = []
+            for part in chunks(list(queue_of)):
+                result = conn.execute(
+                    update(jobs)
+                    .where(jobs.c.id.in_(part), jobs.c.status == S.WAITING.value)
+                    .values(updated=ts)
+                    .returning(jobs.c.id)
+                )
+                touched.extend(r[0] for r in result)
+            return [QueuedJob(j, queue_of[j]) for j in sorted(touched)]
 
-        return await self.engines.read(tx)
+        return await self.engines.write(tx)
+
+    async def stall_lost(
+        self,
+        heartbeat_timeout: float,
+        *,
+        max_reschedules: int = 3,
+        backoff: float = 0.0,
+        source: str = "scheduler",
+    ) -> StallOutcome:
+        """Jobs held by a lost worker: Stalled, then Rescheduled and Waiting again.
+
+        A held job (Matched, Running, Completing) is lost when its worker stopped
+        (``mark_workers_stopped``), or when no heartbeat came for it for
+        *heartbeat_timeout* seconds. It is rescheduled (``reschedules`` + 1,
+        ``attempt`` + 1) to wait ``backoff * 2**(reschedules - 1)`` seconds; past
+        *max_reschedules* lost workers it fails, and so do its dependents. A lost
+        worker is never the build's fault: ``failures`` (and so ``retries``) is untouched.
+        """
+        ts = now()
+        cutoff = ts - timedelta(seconds=heartbeat_timeout)
+
+        def tx(conn: Connection) -> Any:
+            stopped = select(workers.c.id).where(workers.c.stopped.is_not(None))
+            rows = conn.execute(
+                select(
+                    jobs.c.id,
+                    jobs.c.worker,
+                    jobs.c.reschedules,
+                    jobs.c.worker.in_(stopped).label("stopped"),
+                ).where(
+                    jobs.c.status.in_([s.value for s in HELD]),
+                    or_(
+                        jobs.c.worker.is_(None),
+                        jobs.c.worker.in_(stopped),
+                        func.coalesce(jobs.c.heartbeat, jobs.c.updated) < cutoff,
+                    ),
+                )
+            )
+            groups: dict[tuple[int, str], list[int]] = defaultdict(list)
+            for r in rows:
+                if r.worker is None:
+                    why = "held by no worker"
+                elif r.stopped:
+                    why = f"worker {r.worker} stopped"
+                else:
+                    why = f"no heartbeat from worker {r.worker} for {heartbeat_timeout:g} s"
+                groups[(r.reschedules + 1, why)].append(r.id)
+            outcome = StallOutcome()
+            due: list[int] = []
+            for (n, why), ids in sorted(groups.items()):
+                stalled = (S.STALLED, why[0].upper() + why[1:])
+                if n > max_reschedules:
+                    failed = self._set_status(
+                        conn,
+                        ids,
+                        HELD,
+                        S.FAILED,
+                        f"Lost its worker {n} times (limit {max_reschedules}): {why}"[:512],
+                        source,
+                        via=[stalled],
+                        reschedules=n,
+                    )
+                    outcome.failed.extend(failed)
+                    outcome.failed.extend(self._fail_dependents(conn, failed, ts, source=source))
+                    continue
+                delay = backoff * 2 ** (n - 1)
+                moved = self._set_status(
+                    conn,
+                    ids,
+                    HELD,
+                    S.WAITING,
+                    f"Reschedule {n} of {max_reschedules} in {delay:.1f} s: {why}"[:512],
+                    source,
+                    via=[stalled, (S.RESCHEDULED, f"Worker lost ({n} of {max_reschedules})")],
+                    reschedules=n,
+                    attempt=jobs.c.attempt + 1,
+                    worker=None,
+                    heartbeat=None,
+                    not_before=ts + timedelta(seconds=delay),
+                )
+                outcome.rescheduled.extend(moved)
+                if delay <= 0:
+                    due.extend(moved)
+            for part in chunks(due):
+                result = conn.execute(select(jobs.c.id, jobs.c.queue).where(jobs.c.id.in_(part)))
+                outcome.due.extend(QueuedJob(job_id, queue) for job_id, queue in result)
+            outcome.due.sort()
+            outcome.rescheduled.sort()
+            outcome.failed.sort()
+            return outcome
+
+        return await self.engines.write(tx)
 
     async def live_job_count(self) -> int:
         def tx(conn: Connection) -> Any:
@@ -848,9 +1499,12 @@ class PipelineDB:
 __all__ = [
     "BuildFailure",
     "BuildSuccess",
+    "ClaimOutcome",
     "ClaimedJob",
     "FinishOutcome",
     "InputRealization",
+    "KillOutcome",
     "PipelineDB",
+    "StallOutcome",
     "SubmitOutcome",
 ]

@@ -90,6 +90,9 @@ jobs = Table(
     Column("failures", Integer, nullable=False, default=0),  # own failures so far
     Column("reschedules", Integer, nullable=False, default=0),  # lost workers so far
     Column("not_before", UTCDateTime),  # backoff: not queued before this time
+    # JSON: builder fields that are not part of the DRef (oci cache volumes, secret
+    # variables), as this job's submission gave them
+    Column("builder_extra", Text),
     Index("ix_jobs_status", "status"),
     Index("ix_jobs_dref", "dref"),
     Index("ix_jobs_status_queue", "status", "queue"),
@@ -114,6 +117,15 @@ job_status_history = Table(
     Column("timestamp", UTCDateTime, nullable=False),
     Column("source", String(64), nullable=False),
     Index("ix_job_status_history_job", "job_id", "id"),
+)
+
+# The secrets a live job needs, sealed with DIRACX_SECRET_KEY (diracx.core.secrets);
+# deleted when the job ends.
+job_secrets = Table(
+    "job_secrets",
+    metadata,
+    Column("job_id", ForeignKey("jobs.id"), primary_key=True),
+    Column("sealed", Text, nullable=False),
 )
 
 # Every derivation a pipeline needs: reused (rref set at submission) or built by job_id.

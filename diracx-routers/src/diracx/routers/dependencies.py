@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 
 from diracx.core.settings import ServiceSettings
 from diracx.core.store import LocalStore
+from diracx.db.os import S3Store
 from diracx.db.pipelines import PipelineDB
 from diracx.routers.queue import JobQueue
 
@@ -26,8 +27,8 @@ def get_pipeline_db(request: Request) -> PipelineDB:
     return db
 
 
-def get_store(request: Request) -> LocalStore:
-    store: LocalStore = request.app.state.store
+def get_store(request: Request) -> LocalStore | S3Store:
+    store: LocalStore | S3Store = request.app.state.store
     return store
 
 
@@ -38,5 +39,5 @@ def get_job_queue(request: Request) -> JobQueue:
 
 Settings = Annotated[ServiceSettings, Depends(get_settings)]
 PipelineDBDep = Annotated[PipelineDB, Depends(get_pipeline_db)]
-StoreDep = Annotated[LocalStore, Depends(get_store)]
+StoreDep = Annotated[LocalStore | S3Store, Depends(get_store)]
 JobQueueDep = Annotated[JobQueue, Depends(get_job_queue)]

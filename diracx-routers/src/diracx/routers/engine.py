@@ -5,8 +5,10 @@
 database, recovers from a crash (jobs held by dead workers are rescheduled,
 Waiting jobs are queued again), mints a token for the local user, listens on
 a free loopback port, starts a worker process (``python -m diracx.tasks``) and
-writes ``engine.json`` so that later sessions reuse it. It stops itself after
-``engine_idle_timeout`` seconds without requests or live jobs.
+writes ``engine.json`` so that later sessions reuse it. It runs the periodic
+tasks itself (``diracx.db.periodic``: no Celery beat), restarts a worker that
+died, and stops itself after ``engine_idle_timeout`` seconds without requests
+or live jobs.
 """
 
 from __future__ import annotations
@@ -32,15 +34,18 @@ from typing import Any
 import uvicorn
 from pydantic import SecretStr
 
+from diracx.core.secrets import new_key
 from diracx.core.settings import ServiceSettings
-from diracx.core.store import LocalStore
 from diracx.core.version import __version__
 from diracx.db.migrate import upgrade
+from diracx.db.os import open_store
+from diracx.db.periodic import Send, run_tick
 from diracx.db.pipelines import PipelineDB
 
 log = logging.getLogger(__name__)
 
 ENGINE_FILE = "engine.json"
+SECRET_KEY_FILE = "secret.key"
 LOCK_FILE = "engine.lock"
 WATCH_SECONDS = 1.0
 PR_SET_PDEATHSIG = 1
@@ -70,6 +75,21 @@ def _lock(data_dir: Path) -> int:
         os.close(fd)
         raise EngineAlreadyRunning(f"another DiracX engine is running on {data_dir}") from None
     return fd
+
+
+def secret_key_of(data_dir: Path) -> str:
+    """The key that seals job secrets, kept in ``<data_dir>/secret.key`` (0600) across
+    restarts (a restarted engine still opens what waiting jobs carry); made once."""
+    path = data_dir / SECRET_KEY_FILE
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    key = new_key()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key)
+    return key
 
 
 def write_private_json(path: Path, doc: dict[str, Any]) -> None:
@@ -110,13 +130,17 @@ class EmbeddedEngine:
         upgrade(self.settings.resolved_db_url())
         # Nothing else uses these while we hold the lock: whatever is there is debris.
         # (Scratch directories are the worker's: it kills what dead workers left running.)
-        LocalStore(self.settings.resolved_store_path()).clear_tmp()
+        open_store(self.settings).clear_tmp()
         shutil.rmtree(self.settings.broker_dir, ignore_errors=True)
         self.settings.service_token = SecretStr(secrets.token_urlsafe(32))
+        if self.settings.secret_key is None:
+            self.settings.secret_key = SecretStr(secret_key_of(self.data_dir))
 
     def start_worker(self) -> None:
         env = os.environ.copy()
         env["DIRACX_DATA_DIR"] = str(self.data_dir)
+        if self.settings.secret_key is not None:  # the worker opens what the service sealed
+            env["DIRACX_SECRET_KEY"] = self.settings.secret_key.get_secret_value()
         log_file = open(self.data_dir / "worker.log", "ab")  # noqa: SIM115 - owned by the child
         self.worker = subprocess.Popen(
             [sys.executable, "-m", "diracx.tasks", "worker", "--concurrency", "4"],
@@ -139,15 +163,11 @@ class EmbeddedEngine:
                 self.worker.kill()
                 self.worker.wait()
 
-    async def recover(
-        self, db: PipelineDB, enqueue: Callable[[list[int]], Awaitable[None]]
-    ) -> None:
-        """Jobs held by workers that are gone go back to Waiting; every Waiting job is queued."""
-        await db.reschedule_orphans(live_workers=[])
-        waiting = await db.waiting_jobs()
-        if waiting:
-            log.warning("requeueing %d waiting jobs", len(waiting))
-            await enqueue(waiting)
+    async def recover(self, db: PipelineDB, enqueue: Send) -> None:
+        """The periodic tick, told that the workers marked stopped are gone: their jobs go
+        back to Waiting at once, and every Waiting job is queued (the dead worker may
+        have taken messages with it)."""
+        await run_tick(db, self.settings, enqueue, recovering=True)
 
     async def serve(self) -> None:
         from diracx.routers.factory import create_app
@@ -160,8 +180,10 @@ class EmbeddedEngine:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", self.port))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        db = PipelineDB.from_settings(self.settings)
+        # We hold the lock and our worker is not started yet: every worker known is gone.
+        await db.mark_workers_stopped()
         self.start_worker()
-        db = PipelineDB.from_url(self.settings.resolved_db_url())
         queue = CeleryJobQueue(self.settings)
         await self.recover(db, queue.enqueue)
         tracker = IdleTracker(create_app(self.settings))
@@ -201,15 +223,25 @@ class EmbeddedEngine:
         server: uvicorn.Server,
         tracker: IdleTracker,
         db: PipelineDB,
-        enqueue: Callable[[list[int]], Awaitable[None]],
+        enqueue: Send,
     ) -> None:
-        """Restart a worker that died; stop the engine once it has been idle long enough."""
+        """Restart a worker that died; run the periodic tasks every ``periodic_interval``;
+        stop the engine once it has been idle long enough."""
+        loop = asyncio.get_running_loop()
+        tick_at = loop.time() + self.settings.periodic_interval
         while True:
-            await asyncio.sleep(WATCH_SECONDS)
+            await asyncio.sleep(min(WATCH_SECONDS, self.settings.periodic_interval))
             if self.worker is not None and self.worker.poll() is not None:
                 log.error("the worker exited with %s; restarting it", self.worker.returncode)
+                await db.mark_workers_stopped(hostname=socket.gethostname(), pid=self.worker.pid)
                 self.start_worker()
                 await self.recover(db, enqueue)
+            elif loop.time() >= tick_at:
+                tick_at = loop.time() + self.settings.periodic_interval
+                try:
+                    await run_tick(db, self.settings, enqueue)
+                except Exception:  # the database may be busy or gone for a moment
+                    log.warning("the periodic tasks failed; trying again later", exc_info=True)
             idle = time.monotonic() - tracker.last_request
             if idle > self.settings.engine_idle_timeout and await db.live_job_count() == 0:
                 log.warning("idle for %.0f s: stopping", idle)

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from diracx.core.exceptions import (
+    ConflictError,
     CorruptObjectError,
     DiracxError,
     InvalidPipelineError,
@@ -48,6 +49,7 @@ STATUS_OF: dict[type[DiracxError], int] = {
     InvalidPipelineError: status.HTTP_400_BAD_REQUEST,
     InvalidTreeError: status.HTTP_400_BAD_REQUEST,
     ObjectNotFoundError: status.HTTP_404_NOT_FOUND,
+    ConflictError: status.HTTP_409_CONFLICT,
     # Raised while reading: the store holds bad bytes, the caller did nothing wrong.
     # (A bad upload is turned into a 400 by the blob logic.)
     CorruptObjectError: status.HTTP_500_INTERNAL_SERVER_ERROR,

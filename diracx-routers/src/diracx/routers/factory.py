@@ -12,8 +12,8 @@ from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
 from diracx.core.settings import ServiceSettings
-from diracx.core.store import LocalStore
 from diracx.core.version import __version__
+from diracx.db.os import open_store
 from diracx.db.pipelines import PipelineDB
 from diracx.routers.client_version import ClientVersionMiddleware
 from diracx.routers.errors import install_error_handlers
@@ -92,14 +92,14 @@ def make_lifespan(
         if settings.service_token is None:
             logger.warning("DIRACX_SERVICE_TOKEN is not set: every protected route answers 401")
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        db = PipelineDB.from_url(settings.resolved_db_url())
+        db = PipelineDB.from_settings(settings)
         queue = job_queue
         if queue is None:
             celery_queue = CeleryJobQueue(settings)
             celery_queue.warm_up()
             queue = celery_queue
         app.state.pipeline_db = db
-        app.state.store = LocalStore(settings.resolved_store_path())
+        app.state.store = open_store(settings)  # the local directory or an S3 bucket
         app.state.job_queue = queue
         try:
             yield

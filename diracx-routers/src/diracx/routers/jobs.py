@@ -1,12 +1,13 @@
-"""Read jobs and their status history."""
+"""Read jobs and their status history; kill them."""
 
 from __future__ import annotations
 
 from diracx.core.exceptions import ObjectNotFoundError
-from diracx.core.models import JobInfo
-from diracx.routers.auth import NormalUserAccess
+from diracx.core.models import JobInfo, KillResponse
+from diracx.routers.auth import CurrentUser, NormalUserAccess
 from diracx.routers.dependencies import PipelineDBDep
 from diracx.routers.errors import ErrorResponse
+from diracx.routers.logic import kill_job as kill_job_logic
 from diracx.routers.params import JobId
 from diracx.routers.routing import DiracxRouter
 
@@ -20,3 +21,16 @@ async def get_job(job_id: JobId, db: PipelineDBDep) -> JobInfo:
     if info is None:
         raise ObjectNotFoundError(f"job {job_id} does not exist")
     return info
+
+
+@router.post(
+    "/{job_id}/kill",
+    responses={
+        404: {"model": ErrorResponse, "description": "No such job"},
+        409: {"model": ErrorResponse, "description": "The job already ended"},
+    },
+)
+async def kill_job(job_id: JobId, user: CurrentUser, db: PipelineDBDep) -> KillResponse:
+    """Kill a live job: it ends Killed, and the jobs that need it fail. A worker building
+    it stops the build (its whole process group) within about a second."""
+    return await kill_job_logic(db, job_id, by=user.sub)

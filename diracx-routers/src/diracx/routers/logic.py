@@ -7,21 +7,34 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 import anyio.to_thread
 
+from diracx.core.builders import unhashed_fields
 from diracx.core.derivation import Derivation, PipelineSubmission, TreeInput, plan_order
 from diracx.core.exceptions import (
+    ConflictError,
     CorruptObjectError,
     DiracxError,
     InvalidPipelineError,
     InvalidTreeError,
     ObjectNotFoundError,
 )
-from diracx.core.models import BlobInfo, PipelineEvents, PipelineInfo
-from diracx.core.store import CHUNK_SIZE, BlobWriter, LocalStore
+from diracx.core.models import (
+    BlobInfo,
+    BlobUpload,
+    KillResponse,
+    PipelineEvents,
+    PipelineInfo,
+    SingleUpload,
+    UploadPlans,
+)
+from diracx.core.secrets import SecretBox
+from diracx.core.store import CHUNK_SIZE, BlobStore, BlobWriter, LocalStore
 from diracx.core.tree import load_tree
+from diracx.db.os import S3Store
 from diracx.db.pipelines import PipelineDB
 from diracx.routers.queue import JobQueue
 
@@ -44,21 +57,61 @@ async def submit(
     submission: PipelineSubmission,
     owner: str,
     db: PipelineDB,
-    store: LocalStore,
+    store: BlobStore,
     queue: JobQueue,
+    *,
+    secret_key: str | None = None,
 ) -> PipelineInfo:
     """Check a submission without trusting the client, record it, queue its ready jobs.
 
     Nothing is stored for a rejected pipeline: every check happens before the
-    single transaction of ``PipelineDB.submit``.
+    single transaction of ``PipelineDB.submit``. The secrets its container steps
+    need are sealed with *secret_key* and stored with their jobs.
     """
     ordered = await anyio.to_thread.run_sync(instantiate, submission, store)
-    outcome = await db.submit(owner, ordered, submission.targets)
-    await queue.enqueue(outcome.ready)
+    extras, sealed = job_extras(ordered, submission, secret_key)
+    outcome = await db.submit(owner, ordered, submission.targets, extras=extras, secrets=sealed)
+    await queue.enqueue(outcome.to_queue())
     return outcome.pipeline
 
 
-def instantiate(submission: PipelineSubmission, store: LocalStore) -> list[tuple[str, Derivation]]:
+def job_extras(
+    ordered: list[tuple[str, Derivation]], submission: PipelineSubmission, secret_key: str | None
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Per DRef, the builder fields left out of the DRef (cache volumes, secret variables),
+    and the values of the secrets its build needs, sealed. A secret a stage names
+    must come with the submission."""
+    extras: dict[str, dict[str, Any]] = {}
+    sealed: dict[str, str] = {}
+    box: SecretBox | None = None
+    for dref, drv in ordered:
+        spec = drv.builder_spec()
+        extra = unhashed_fields(spec)
+        if extra:
+            extras[dref] = extra
+        names = spec.secret_names()
+        if not names:
+            continue
+        missing = sorted(names - set(submission.secrets))
+        if missing:
+            raise InvalidPipelineError(
+                f"stage {drv.name!r} needs the secret(s) {', '.join(map(repr, missing))}, "
+                "which the submission does not carry"
+            )
+        if box is None:
+            if not secret_key:
+                raise InvalidPipelineError(
+                    f"stage {drv.name!r} uses secrets, but this service cannot keep them: "
+                    "it has no DIRACX_SECRET_KEY (ask its operator to set one)"
+                )
+            box = SecretBox(secret_key)
+        sealed[dref] = box.seal(
+            {n: submission.secrets[n].get_secret_value() for n in sorted(names)}
+        )
+    return extras, sealed
+
+
+def instantiate(submission: PipelineSubmission, store: BlobStore) -> list[tuple[str, Derivation]]:
     """Blocking: re-derive every DRef, check the graph, check the store has every tree."""
     ordered = plan_order(submission)
     check_trees_present(store, ordered)
@@ -78,7 +131,7 @@ def tree_labels(drv: Derivation) -> dict[str, str]:
     return {digest: labels.get(digest, "tree") for digest in sorted(drv.tree_digests())}
 
 
-def check_trees_present(store: LocalStore, ordered: list[tuple[str, Derivation]]) -> None:
+def check_trees_present(store: BlobStore, ordered: list[tuple[str, Derivation]]) -> None:
     """Every tree the derivations use, and every blob it lists, must be in the store."""
     checked: set[str] = set()
     for _, drv in ordered:
@@ -170,3 +223,80 @@ async def receive_blob(
         except CorruptObjectError as exc:
             raise InvalidUploadError(f"upload refused, nothing stored: {exc}") from None
     return BlobInfo(digest=digest, size=size), True
+
+
+class ObjectStoreUploadError(DiracxError):
+    """A blob sent through the service although the store is S3 (a 400: use the plans)."""
+
+
+def local_upload_url(digest: str) -> str:
+    """The service's own upload URL, relative to the service URL (``DIRACX_URL``)."""
+    return f"/api/blobs/{digest}"
+
+
+def _plan(store: LocalStore | S3Store, blobs: list[BlobUpload]) -> UploadPlans:
+    sizes = {b.digest: b.size for b in blobs}
+    missing = store.missing(sizes)
+    if isinstance(store, S3Store):
+        return UploadPlans(uploads=[store.plan_upload(d, sizes[d]) for d in missing])
+    return UploadPlans(
+        uploads=[
+            SingleUpload(
+                digest=d,
+                size=sizes[d],
+                url=local_upload_url(d),
+                headers={"Content-Type": "application/octet-stream"},
+            )
+            for d in missing
+        ]
+    )
+
+
+async def plan_uploads(store: LocalStore | S3Store, blobs: list[BlobUpload]) -> UploadPlans:
+    """How to upload each of *blobs* the store lacks: presigned URLs to the object store,
+    or the service's own PUT for a local store (the client does the same either way)."""
+    return await anyio.to_thread.run_sync(_plan, store, blobs)
+
+
+async def complete_upload(
+    store: LocalStore | S3Store, digest: str, upload_id: str
+) -> tuple[BlobInfo, bool]:
+    """Check a finished upload (its bytes must hash to *digest*) and put the blob in place."""
+    if not isinstance(store, S3Store):
+        raise InvalidUploadError(
+            "this service keeps blobs in a local directory: PUT /api/blobs/{digest} "
+            "stores a blob, and there is no upload to complete"
+        )
+    size, created = await anyio.to_thread.run_sync(store.complete_upload, digest, upload_id)
+    return BlobInfo(digest=digest, size=size), created
+
+
+# -- kill --------------------------------------------------------------------------------
+
+
+async def kill_job(db: PipelineDB, job_id: int, by: str) -> KillResponse:
+    """Kill a live job (its worker stops the build within a second); its dependents fail.
+
+    ObjectNotFoundError (404) for an unknown job, ConflictError (409) for one that ended.
+    """
+    outcome = await db.kill_jobs([job_id], f"Killed by {by}")
+    if not outcome.killed:
+        job = await db.get_job(job_id)
+        if job is None:
+            raise ObjectNotFoundError(f"job {job_id} does not exist")
+        raise ConflictError(
+            f"job {job_id} already ended ({job.status}: {job.minor_status}): nothing to kill"
+        )
+    return KillResponse(killed=outcome.killed, failed=outcome.failed)
+
+
+async def kill_pipeline(db: PipelineDB, pipeline_id: int, by: str) -> KillResponse:
+    """Kill every live job of a pipeline (404 if unknown, 409 if none is live)."""
+    outcome = await db.kill_pipeline(pipeline_id, f"Pipeline {pipeline_id} killed by {by}")
+    if outcome is None:
+        raise PipelineNotFoundError(f"pipeline {pipeline_id} does not exist")
+    if not outcome.killed:
+        info = await db.get_pipeline(pipeline_id)
+        state = info.status if info is not None else "ended"
+        raise ConflictError(f"pipeline {pipeline_id} has no live job to kill (it is {state})")
+    return KillResponse(killed=outcome.killed, failed=outcome.failed)

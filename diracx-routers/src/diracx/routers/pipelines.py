@@ -7,11 +7,17 @@ from typing import Annotated, Any
 from fastapi import Query, status
 
 from diracx.core.derivation import PipelineSubmission
-from diracx.core.models import PipelineEvents, PipelineInfo, SubmitResponse
+from diracx.core.models import KillResponse, PipelineEvents, PipelineInfo, SubmitResponse
 from diracx.routers.auth import CurrentUser, NormalUserAccess
-from diracx.routers.dependencies import JobQueueDep, PipelineDBDep, StoreDep
+from diracx.routers.dependencies import JobQueueDep, PipelineDBDep, Settings, StoreDep
 from diracx.routers.errors import ErrorResponse
-from diracx.routers.logic import MAX_WAIT, PipelineNotFoundError, submit, wait_for_events
+from diracx.routers.logic import (
+    MAX_WAIT,
+    PipelineNotFoundError,
+    submit,
+    wait_for_events,
+)
+from diracx.routers.logic import kill_pipeline as kill_pipeline_logic
 from diracx.routers.params import PipelineId
 from diracx.routers.routing import DiracxRouter
 
@@ -38,10 +44,15 @@ async def submit_pipeline(
     db: PipelineDBDep,
     store: StoreDep,
     queue: JobQueueDep,
+    settings: Settings,
 ) -> SubmitResponse:
     """Submit a pipeline: the server re-derives and checks it, reuses what is realized and
-    queues jobs for the rest. A rejected pipeline leaves nothing behind."""
-    pipeline = await submit(submission, owner=user.sub, db=db, store=store, queue=queue)
+    queues jobs for the rest. A rejected pipeline leaves nothing behind. The secrets it
+    carries are kept sealed until the jobs that need them end; they are never returned."""
+    key = settings.secret_key.get_secret_value() if settings.secret_key else None
+    pipeline = await submit(
+        submission, owner=user.sub, db=db, store=store, queue=queue, secret_key=key
+    )
     return SubmitResponse(pipeline=pipeline)
 
 
@@ -71,3 +82,18 @@ async def pipeline_events(
     """Status changes of the pipeline's jobs since *after*; with *wait*, a long poll that
     returns as soon as something happens or the pipeline is finished."""
     return await wait_for_events(db, pipeline_id, after=after, wait=wait)
+
+
+@router.post(
+    "/{pipeline_id}/kill",
+    responses={
+        **NOT_FOUND,
+        409: {"model": ErrorResponse, "description": "The pipeline has no live job"},
+    },
+)
+async def kill_pipeline(
+    pipeline_id: PipelineId, user: CurrentUser, db: PipelineDBDep
+) -> KillResponse:
+    """Kill every live job of the pipeline (Killed; their builds stop within about a
+    second). A job it shares with another pipeline is killed too: that one fails."""
+    return await kill_pipeline_logic(db, pipeline_id, by=user.sub)

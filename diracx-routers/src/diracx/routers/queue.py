@@ -1,7 +1,9 @@
 """The job queue: tells workers that jobs are Waiting, by sending Celery messages by task name.
 
 The service never imports ``diracx.tasks``: it sends ``diracx.core.broker.REALIZE_TASK``
-with the job ids in batches. The database is the source of truth and the broker
+with the job ids in batches, each to the Celery queue named by its jobs' ``queue``
+(only the workers serving that queue get it; until one starts, the message waits
+in the broker). The database is the source of truth and the broker
 only delivers: a message that is lost is sent again by the engine's requeue of
 Waiting jobs, so a failure to send is logged, not reported to the submitter.
 """
@@ -16,7 +18,13 @@ from typing import TYPE_CHECKING, Protocol
 import anyio
 import anyio.to_thread
 
-from diracx.core.broker import REALIZE_TASK, celery_config, ensure_broker_dirs, realize_batches
+from diracx.core.broker import (
+    REALIZE_TASK,
+    QueuedJob,
+    celery_config,
+    ensure_broker_dirs,
+    realize_batches,
+)
 from diracx.core.settings import ServiceSettings
 
 if TYPE_CHECKING:
@@ -28,7 +36,7 @@ logger = logging.getLogger(__name__)
 class JobQueue(Protocol):
     """Where Waiting jobs are announced to workers."""
 
-    async def enqueue(self, job_ids: Sequence[int]) -> None: ...
+    async def enqueue(self, jobs: Sequence[QueuedJob]) -> None: ...
 
     def close(self) -> None: ...
 
@@ -62,21 +70,22 @@ class CeleryJobQueue:
             target=lambda: self.celery, name="diracx-queue-warm-up", daemon=True
         ).start()
 
-    def send(self, job_ids: Sequence[int]) -> None:
-        """Blocking: one message per batch of job ids."""
-        for batch in realize_batches(job_ids):
-            self.celery.send_task(REALIZE_TASK, args=[batch])
+    def send(self, jobs: Sequence[QueuedJob]) -> None:
+        """Blocking: one message per batch of job ids, to the queue of its jobs."""
+        for queue, batch in realize_batches(jobs):
+            self.celery.send_task(REALIZE_TASK, args=[batch], queue=queue)
 
-    async def enqueue(self, job_ids: Sequence[int]) -> None:
-        if not job_ids:
+    async def enqueue(self, jobs: Sequence[QueuedJob]) -> None:
+        if not jobs:
             return
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(1)
         try:
-            await anyio.to_thread.run_sync(self.send, list(job_ids), limiter=self._limiter)
+            await anyio.to_thread.run_sync(self.send, list(jobs), limiter=self._limiter)
         except Exception:
             logger.exception(
-                "could not queue jobs %s; they stay Waiting and will be queued again", job_ids
+                "could not queue jobs %s; they stay Waiting and will be queued again",
+                [j.id for j in jobs],
             )
 
     def close(self) -> None:
@@ -90,14 +99,17 @@ class RecordingJobQueue:
     """Keeps the batches it is given: for tests, and for a service that runs no workers."""
 
     def __init__(self) -> None:
-        self.sent: list[list[int]] = []
+        self.sent: list[list[int]] = []  # the job ids of each message
+        self.routed: list[tuple[str, list[int]]] = []  # (queue, job ids) of each message
 
     @property
     def job_ids(self) -> list[int]:
         return [j for batch in self.sent for j in batch]
 
-    async def enqueue(self, job_ids: Sequence[int]) -> None:
-        self.sent.extend(realize_batches(job_ids))
+    async def enqueue(self, jobs: Sequence[QueuedJob]) -> None:
+        for queue, batch in realize_batches(jobs):
+            self.sent.append(batch)
+            self.routed.append((queue, batch))
 
     def close(self) -> None:
         pass

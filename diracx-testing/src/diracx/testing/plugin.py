@@ -36,22 +36,85 @@ Fixtures:
     it should not depend on what the others built (give their stages unique
     names or configs).
 
+``distributed_service`` (function)
+    A :class:`diracx.testing.distributed.DistributedService`: a fresh PostgreSQL
+    database, Redis, moto's S3 server (or a shared store directory when this DiracX has
+    no S3 store), the API server and three workers, each a real process on loopback;
+    ``$DIRACX_URL``/``$DIRACX_TOKEN`` point the client at it during the test. The
+    scheduler runs too, with recovery in seconds (``FAST_RECOVERY``). Its methods
+    kill (-9) and restart workers and the API server. Everything is stopped after
+    the test, and no process may be left.
+``module_distributed_service`` (module)
+    The same, shared by a module's tests.
+``module_service`` (module, parametrized ``embedded`` / ``distributed``)
+    A DiracX shared by a module's tests, and the client pointed at it: the embedded
+    engine (``module_engine``), then the distributed service. End-to-end tests that
+    use it run on both; the ``distributed`` case carries the ``postgresql`` and
+    ``distributed`` marks.
+
+``moto_server`` (session)
+    moto's S3 server (``diracx.testing.s3.MotoServer``) on a free loopback port,
+    in a process of its own, stopped at the end of the session.
+``s3_store_url`` (function)
+    A fresh bucket on it, as a dict of ``DIRACX_*`` settings (``DIRACX_STORE_URL``,
+    ``DIRACX_S3_ENDPOINT_URL``, ``DIRACX_S3_REGION``, ``DIRACX_S3_ACCESS_KEY_ID``,
+    ``DIRACX_S3_SECRET_ACCESS_KEY``) to give a service, an engine or a worker.
+
+``redis_server`` (session)
+    A real Redis server (``diracx.testing.redis.RedisServer``, no persistence) on a
+    free loopback port, stopped at the end of the session. Without ``redis-server``
+    the tests that use it are skipped, except under ``CI=true``, where they fail.
+``redis_url`` (session)
+    ``redis://127.0.0.1:PORT/0`` on that server, shared by the session.
+``fresh_redis_url`` (function)
+    ``redis://127.0.0.1:PORT/N``: a database of the server (1-15, in turn) emptied
+    for the test, so that no message of an earlier test reaches its workers.
+
+``busybox_layout`` (session)
+    An OCI image layout directory with a busybox image (``diracx.testing.oci``).
+``oci_registry``, ``oci_registry_basic``, ``oci_registry_bearer`` (session)
+    Debian's ``docker-registry`` on loopback: anonymous, basic auth, bearer-token
+    challenge (:class:`diracx.testing.oci.OCIRegistry`: ``.ref(name)``, ``.client()``,
+    ``.push_layout(layout, name)``). Skipped when ``docker-registry`` or busybox is
+    missing, except under ``CI=true``, where they fail.
+
 Every test that needs PostgreSQL is marked ``postgresql``, so
-``pytest -m "not postgresql"`` runs without starting a server.
+``pytest -m "not postgresql"`` runs without starting a server; ``-m "not distributed"``
+skips the distributed service.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from diracx.testing.distributed import (
+    FAST_RECOVERY,
+    DistributedService,
+    has_s3_store,
+    start_distributed,
+)
 from diracx.testing.engine import EngineFactory, EngineProcess
+from diracx.testing.oci import (  # noqa: F401 - fixtures, found here by pytest
+    busybox_layout,
+    oci_registry,
+    oci_registry_basic,
+    oci_registry_bearer,
+)
 from diracx.testing.postgresql import PostgreSQLServer, PostgreSQLUnavailableError, start_postgresql
+from diracx.testing.redis import RedisServer, RedisUnavailableError, start_redis
+from diracx.testing.s3 import MotoServer, S3UnavailableError, start_moto
+from diracx.testing.s3 import bucket as _s3_bucket
 from diracx.testing.utils import free_port as _free_port
 
 POSTGRESQL_FIXTURES = frozenset({"postgresql_server", "postgresql_url", "fresh_postgresql_url"})
+DISTRIBUTED_FIXTURES = frozenset({"distributed_service", "module_distributed_service"})
 SESSION_DATABASE = "diracx_test"
 
 
@@ -60,13 +123,21 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "postgresql: the test uses a real PostgreSQL server (deselect with -m 'not postgresql')",
     )
+    config.addinivalue_line(
+        "markers",
+        "distributed: the test runs on the distributed service (PostgreSQL, Redis, S3, workers)",
+    )
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test that uses a PostgreSQL fixture, before ``-m`` deselects."""
     for item in items:
-        if POSTGRESQL_FIXTURES & set(getattr(item, "fixturenames", ())):
+        names = set(getattr(item, "fixturenames", ()))
+        if POSTGRESQL_FIXTURES & names:
+            item.add_marker(pytest.mark.postgresql)
+        if DISTRIBUTED_FIXTURES & names:  # their database is on the PostgreSQL server
+            item.add_marker(pytest.mark.distributed)
             item.add_marker(pytest.mark.postgresql)
 
 
@@ -114,6 +185,26 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path.mkdir()
     monkeypatch.setenv("DIRACX_DATA_DIR", str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    """moto's S3 server on 127.0.0.1 (a process of its own) for the whole session."""
+    try:
+        server = start_moto()
+    except S3UnavailableError as exc:
+        pytest.fail(f"cannot start the test S3 server: {exc}", pytrace=False)
+    with server:
+        yield server
+
+
+@pytest.fixture
+def s3_store_url(moto_server: MotoServer) -> Iterator[dict[str, str]]:
+    """A fresh bucket on the session's moto server, as the ``DIRACX_*`` settings that
+    make a service or worker use it (``DIRACX_STORE_URL``, ``DIRACX_S3_ENDPOINT_URL``,
+    the region and keys); the bucket is emptied and removed after the test."""
+    with _s3_bucket(moto_server) as name:
+        yield moto_server.settings_env(name)
 
 
 @pytest.fixture(name="free_port")
@@ -168,3 +259,115 @@ def module_engine(
             yield factory.start()
         finally:
             factory.close()
+
+
+@contextlib.contextmanager
+def _distributed(
+    request: pytest.FixtureRequest, base: Path, engine_env: dict[str, str]
+) -> Iterator[DistributedService]:
+    """A distributed service on the session's PostgreSQL, Redis and S3 servers (a fresh
+    database, Redis database and bucket), the client pointed at it meanwhile."""
+    s3 = request.getfixturevalue("moto_server") if has_s3_store() else False
+    with (
+        pytest.MonkeyPatch.context() as mp,
+        start_distributed(
+            base / "service",
+            postgresql=request.getfixturevalue("postgresql_server"),
+            redis=request.getfixturevalue("redis_server"),
+            s3=s3,
+            extra_env={**FAST_RECOVERY, **engine_env},
+        ) as service,
+    ):
+        client_dir = base / "client"
+        client_dir.mkdir(parents=True, exist_ok=True)
+        mp.setenv("DIRACX_DATA_DIR", str(client_dir))
+        for name, value in service.env.items():
+            mp.setenv(name, value)
+        yield service
+
+
+@pytest.fixture
+def distributed_service(
+    request: pytest.FixtureRequest, tmp_path: Path, engine_env: dict[str, str]
+) -> Iterator[DistributedService]:
+    """PostgreSQL, Redis, S3, the API server and three workers, as processes, for this test."""
+    with _distributed(request, tmp_path, engine_env) as service:
+        yield service
+
+
+@pytest.fixture(scope="module")
+def module_distributed_service(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    engine_env: dict[str, str],
+) -> Iterator[DistributedService]:
+    """The distributed service, shared by a module's tests."""
+    with _distributed(request, tmp_path_factory.mktemp("diracx-distributed"), engine_env) as svc:
+        yield svc
+
+
+@pytest.fixture(
+    scope="module",
+    params=[
+        "embedded",
+        pytest.param("distributed", marks=[pytest.mark.postgresql, pytest.mark.distributed]),
+    ],
+)
+def module_service(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    engine_env: dict[str, str],
+) -> Iterator[EngineProcess | DistributedService]:
+    """The embedded engine, then the distributed service, shared by a module's tests.
+
+    Each is stopped before the other starts (pytest runs the tests grouped by param).
+    """
+    base = tmp_path_factory.mktemp(f"diracx-{request.param}")
+    if request.param == "distributed":
+        with _distributed(request, base, engine_env) as service:
+            yield service
+        return
+    data_dir = base / "data"
+    data_dir.mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DIRACX_DATA_DIR", str(data_dir))
+        for name in CLIENT_VARIABLES:
+            mp.delenv(name, raising=False)
+        factory = EngineFactory(data_dir, engine_env)
+        try:
+            yield factory.start()
+        finally:
+            factory.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real Redis server on 127.0.0.1 for the whole session."""
+    if shutil.which("redis-server") is None:
+        reason = "redis-server is not installed (apt-get install redis-server, or `make test`)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}: CI must run the Redis tests", pytrace=False)
+        pytest.skip(reason)
+    try:
+        server = start_redis()
+    except RedisUnavailableError as exc:
+        pytest.fail(f"cannot start the test Redis server: {exc}", pytrace=False)
+    with server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: RedisServer) -> str:
+    """``redis://127.0.0.1:PORT/0``, shared by the session."""
+    return redis_server.url(0)
+
+
+_redis_databases = itertools.count()
+
+
+@pytest.fixture
+def fresh_redis_url(redis_server: RedisServer) -> str:
+    """A database of the session's Redis server of its own, emptied for this test."""
+    db = 1 + next(_redis_databases) % 15
+    redis_server.flush(db)
+    return redis_server.url(db)

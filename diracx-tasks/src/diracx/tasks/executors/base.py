@@ -18,10 +18,11 @@ An executor runs one build in a scratch directory prepared by the worker::
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -31,10 +32,18 @@ from diracx.core.builders import ProcessBuilder
 from diracx.core.canonical import canonical_json
 from diracx.core.derivation import Derivation
 from diracx.core.exceptions import UnknownExecutorError
+from diracx.core.store import BlobStore
 from diracx.core.tree import remove_tree
 
 ENTRY_POINT_GROUP = "diracx.executors"
 BUILTIN_DISTRIBUTION = "diracx-tasks"
+# The built-in executors, also when an install's entry points predate one of them
+# (an editable install made before it was added); entry points override these.
+BUILTIN_EXECUTORS = {
+    "process": "diracx.tasks.executors.process:ProcessExecutor",
+    "python": "diracx.tasks.executors.python:PythonExecutor",
+    "oci": "diracx.tasks.executors.oci:OciExecutor",
+}
 
 # The only PATH a build sees: nothing of the worker's environment leaks in.
 BUILD_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -45,12 +54,21 @@ SCRATCH_DIRS = ("inputs", "out", "work", "tmp")
 
 @dataclass(frozen=True)
 class BuildRequest:
-    """One build of one derivation, in a scratch directory the worker has prepared."""
+    """One build of one derivation, in a scratch directory the worker has prepared.
+
+    ``store``, ``inputs`` (input name -> tree digest), ``data_dir`` (worker-local state
+    that outlives builds) and ``secrets`` (secret name -> value: never log or store
+    them) are for executors that need more than the scratch directory (``oci``).
+    """
 
     job_id: int
     dref: str
     derivation: Derivation
     scratch: Path
+    store: BlobStore | None = None
+    inputs: Mapping[str, str] = field(default_factory=dict)
+    data_dir: Path | None = None
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -72,6 +90,8 @@ class Executor(ABC):
     """Runs one kind of builder. One instance serves every build of a worker process."""
 
     name: ClassVar[str]
+    # True: the worker leaves inputs/ empty; the executor reads what it needs from the store
+    materializes_inputs: ClassVar[bool] = False
 
     @abstractmethod
     async def build(self, request: BuildRequest) -> BuildResult:
@@ -100,6 +120,10 @@ def load_executors() -> dict[str, Executor]:
             builtin.add(ep.name)
         else:
             builtin.discard(ep.name)
+    for name, target in BUILTIN_EXECUTORS.items():
+        if name not in classes:
+            module, _, attr = target.partition(":")
+            classes[name] = getattr(importlib.import_module(module), attr)
     return {name: cls() for name, cls in classes.items()}
 
 

@@ -5,8 +5,11 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from attrs import define as _attrs_define
 
+from ..types import UNSET, Unset
+
 if TYPE_CHECKING:
     from ..models.pipeline_submission_derivations import PipelineSubmissionDerivations
+    from ..models.pipeline_submission_secrets import PipelineSubmissionSecrets
 
 
 T = TypeVar("T", bound="PipelineSubmission")
@@ -16,18 +19,27 @@ T = TypeVar("T", bound="PipelineSubmission")
 class PipelineSubmission:
     """A set of target derivations with their closure, keyed by the client's DRefs.
 
-    Attributes:
-        derivations (PipelineSubmissionDerivations):
-        targets (list[str]):
+    ``secrets`` carries the values of the secrets its container steps name (never
+    part of a derivation, a hash, a log or a response: see ``diracx.core.secrets``).
+
+        Attributes:
+            derivations (PipelineSubmissionDerivations):
+            targets (list[str]):
+            secrets (PipelineSubmissionSecrets | Unset): secret name -> value, for the steps that name secrets
     """
 
     derivations: PipelineSubmissionDerivations
     targets: list[str]
+    secrets: PipelineSubmissionSecrets | Unset = UNSET
 
     def to_dict(self) -> dict[str, Any]:
         derivations = self.derivations.to_dict()
 
         targets = self.targets
+
+        secrets: dict[str, Any] | Unset = UNSET
+        if not isinstance(self.secrets, Unset):
+            secrets = self.secrets.to_dict()
 
         field_dict: dict[str, Any] = {}
 
@@ -37,6 +49,8 @@ class PipelineSubmission:
                 "targets": targets,
             }
         )
+        if secrets is not UNSET:
+            field_dict["secrets"] = secrets
 
         return field_dict
 
@@ -45,15 +59,24 @@ class PipelineSubmission:
         from ..models.pipeline_submission_derivations import (
             PipelineSubmissionDerivations,  # noqa: PLC0415
         )
+        from ..models.pipeline_submission_secrets import PipelineSubmissionSecrets  # noqa: PLC0415
 
         d = dict(src_dict)
         derivations = PipelineSubmissionDerivations.from_dict(d.pop("derivations"))
 
         targets = cast(list[str], d.pop("targets"))
 
+        _secrets = d.pop("secrets", UNSET)
+        secrets: PipelineSubmissionSecrets | Unset
+        if isinstance(_secrets, Unset):
+            secrets = UNSET
+        else:
+            secrets = PipelineSubmissionSecrets.from_dict(_secrets)
+
         pipeline_submission = cls(
             derivations=derivations,
             targets=targets,
+            secrets=secrets,
         )
 
         return pipeline_submission

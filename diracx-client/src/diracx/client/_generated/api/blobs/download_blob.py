@@ -1,6 +1,6 @@
 from http import HTTPStatus
 from io import BytesIO
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import httpx
@@ -28,11 +28,15 @@ def _get_kwargs(
 
 def _parse_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
-) -> ErrorResponse | File | ValidationErrorResponse | None:
+) -> Any | ErrorResponse | File | ValidationErrorResponse | None:
     if response.status_code == 200:
         response_200 = File(payload=BytesIO(response.content))
 
         return response_200
+
+    if response.status_code == 307:
+        response_307 = cast(Any, None)
+        return response_307
 
     if response.status_code == 400:
         response_400 = ErrorResponse.from_dict(response.json())
@@ -67,7 +71,7 @@ def _parse_response(
 
 def _build_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
-) -> Response[ErrorResponse | File | ValidationErrorResponse]:
+) -> Response[Any | ErrorResponse | File | ValidationErrorResponse]:
     return Response(
         status_code=HTTPStatus(response.status_code),
         content=response.content,
@@ -80,10 +84,11 @@ def sync_detailed(
     digest: str,
     *,
     client: AuthenticatedClient,
-) -> Response[ErrorResponse | File | ValidationErrorResponse]:
+) -> Response[Any | ErrorResponse | File | ValidationErrorResponse]:
     """Download Blob
 
-     A blob's bytes, verified against the digest as they are read.
+     A blob's bytes, verified against the digest as they are read; with an S3 store,
+    a redirect to a presigned URL (follow it without the Authorization header).
 
     Args:
         digest (str): SHA-256 of the blob (64 lowercase hex digits)
@@ -93,7 +98,7 @@ def sync_detailed(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ErrorResponse | File | ValidationErrorResponse]
+        Response[Any | ErrorResponse | File | ValidationErrorResponse]
     """
 
     kwargs = _get_kwargs(
@@ -111,10 +116,11 @@ def sync(
     digest: str,
     *,
     client: AuthenticatedClient,
-) -> ErrorResponse | File | ValidationErrorResponse | None:
+) -> Any | ErrorResponse | File | ValidationErrorResponse | None:
     """Download Blob
 
-     A blob's bytes, verified against the digest as they are read.
+     A blob's bytes, verified against the digest as they are read; with an S3 store,
+    a redirect to a presigned URL (follow it without the Authorization header).
 
     Args:
         digest (str): SHA-256 of the blob (64 lowercase hex digits)
@@ -124,7 +130,7 @@ def sync(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ErrorResponse | File | ValidationErrorResponse
+        Any | ErrorResponse | File | ValidationErrorResponse
     """
 
     return sync_detailed(
@@ -137,10 +143,11 @@ async def asyncio_detailed(
     digest: str,
     *,
     client: AuthenticatedClient,
-) -> Response[ErrorResponse | File | ValidationErrorResponse]:
+) -> Response[Any | ErrorResponse | File | ValidationErrorResponse]:
     """Download Blob
 
-     A blob's bytes, verified against the digest as they are read.
+     A blob's bytes, verified against the digest as they are read; with an S3 store,
+    a redirect to a presigned URL (follow it without the Authorization header).
 
     Args:
         digest (str): SHA-256 of the blob (64 lowercase hex digits)
@@ -150,7 +157,7 @@ async def asyncio_detailed(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ErrorResponse | File | ValidationErrorResponse]
+        Response[Any | ErrorResponse | File | ValidationErrorResponse]
     """
 
     kwargs = _get_kwargs(
@@ -166,10 +173,11 @@ async def asyncio(
     digest: str,
     *,
     client: AuthenticatedClient,
-) -> ErrorResponse | File | ValidationErrorResponse | None:
+) -> Any | ErrorResponse | File | ValidationErrorResponse | None:
     """Download Blob
 
-     A blob's bytes, verified against the digest as they are read.
+     A blob's bytes, verified against the digest as they are read; with an S3 store,
+    a redirect to a presigned URL (follow it without the Authorization header).
 
     Args:
         digest (str): SHA-256 of the blob (64 lowercase hex digits)
@@ -179,7 +187,7 @@ async def asyncio(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ErrorResponse | File | ValidationErrorResponse
+        Any | ErrorResponse | File | ValidationErrorResponse
     """
 
     return (

@@ -93,6 +93,8 @@ def sync_detailed(
 
      Upload a blob (``application/octet-stream``); refused if it does not hash to *digest*.
 
+    Only with a local store: with an S3 store, upload through ``POST /api/blobs/uploads``.
+
     Args:
         digest (str): SHA-256 of the blob (64 lowercase hex digits)
         body (File):
@@ -127,6 +129,8 @@ def sync(
 
      Upload a blob (``application/octet-stream``); refused if it does not hash to *digest*.
 
+    Only with a local store: with an S3 store, upload through ``POST /api/blobs/uploads``.
+
     Args:
         digest (str): SHA-256 of the blob (64 lowercase hex digits)
         body (File):
@@ -155,6 +159,8 @@ async def asyncio_detailed(
     """Upload Blob
 
      Upload a blob (``application/octet-stream``); refused if it does not hash to *digest*.
+
+    Only with a local store: with an S3 store, upload through ``POST /api/blobs/uploads``.
 
     Args:
         digest (str): SHA-256 of the blob (64 lowercase hex digits)
@@ -187,6 +193,8 @@ async def asyncio(
     """Upload Blob
 
      Upload a blob (``application/octet-stream``); refused if it does not hash to *digest*.
+
+    Only with a local store: with an S3 store, upload through ``POST /api/blobs/uploads``.
 
     Args:
         digest (str): SHA-256 of the blob (64 lowercase hex digits)

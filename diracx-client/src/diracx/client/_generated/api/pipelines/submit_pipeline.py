@@ -84,11 +84,15 @@ def sync_detailed(
     """Submit Pipeline
 
      Submit a pipeline: the server re-derives and checks it, reuses what is realized and
-    queues jobs for the rest. A rejected pipeline leaves nothing behind.
+    queues jobs for the rest. A rejected pipeline leaves nothing behind. The secrets it
+    carries are kept sealed until the jobs that need them end; they are never returned.
 
     Args:
         body (PipelineSubmission): A set of target derivations with their closure, keyed by the
             client's DRefs.
+
+            ``secrets`` carries the values of the secrets its container steps name (never
+            part of a derivation, a hash, a log or a response: see ``diracx.core.secrets``).
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -117,11 +121,15 @@ def sync(
     """Submit Pipeline
 
      Submit a pipeline: the server re-derives and checks it, reuses what is realized and
-    queues jobs for the rest. A rejected pipeline leaves nothing behind.
+    queues jobs for the rest. A rejected pipeline leaves nothing behind. The secrets it
+    carries are kept sealed until the jobs that need them end; they are never returned.
 
     Args:
         body (PipelineSubmission): A set of target derivations with their closure, keyed by the
             client's DRefs.
+
+            ``secrets`` carries the values of the secrets its container steps name (never
+            part of a derivation, a hash, a log or a response: see ``diracx.core.secrets``).
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -145,11 +153,15 @@ async def asyncio_detailed(
     """Submit Pipeline
 
      Submit a pipeline: the server re-derives and checks it, reuses what is realized and
-    queues jobs for the rest. A rejected pipeline leaves nothing behind.
+    queues jobs for the rest. A rejected pipeline leaves nothing behind. The secrets it
+    carries are kept sealed until the jobs that need them end; they are never returned.
 
     Args:
         body (PipelineSubmission): A set of target derivations with their closure, keyed by the
             client's DRefs.
+
+            ``secrets`` carries the values of the secrets its container steps name (never
+            part of a derivation, a hash, a log or a response: see ``diracx.core.secrets``).
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -176,11 +188,15 @@ async def asyncio(
     """Submit Pipeline
 
      Submit a pipeline: the server re-derives and checks it, reuses what is realized and
-    queues jobs for the rest. A rejected pipeline leaves nothing behind.
+    queues jobs for the rest. A rejected pipeline leaves nothing behind. The secrets it
+    carries are kept sealed until the jobs that need them end; they are never returned.
 
     Args:
         body (PipelineSubmission): A set of target derivations with their closure, keyed by the
             client's DRefs.
+
+            ``secrets`` carries the values of the secrets its container steps name (never
+            part of a derivation, a hash, a log or a response: see ``diracx.core.secrets``).
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
