@@ -290,3 +290,16 @@ async def test_postgresql_pool_follows_the_settings(postgresql_url: str, tmp_pat
         assert elapsed >= 0.55, elapsed
     finally:
         await db.close()
+
+
+async def test_requeue_lost_leaves_unserved_jobs_to_note_unserved(db: PipelineDB) -> None:
+    """An unserved job's message waits in its queue: sending it again at every
+    ``requeue_after`` would only pile up copies there."""
+    ids = await submit(db, job("plain"), job("gpu", queue="gpu"))
+    await db.register_worker("w", "host", 1, WorkerCapacity(slots=1))
+    await db.note_unserved(30)
+    assert (await minor(db, ids["gpu"]))[1] == "No worker serves queue 'gpu'"
+    assert await db.requeue_lost(older_than=0) == [QueuedJob(ids["plain"], "default")]
+    await db.register_worker("g", "host", 2, WorkerCapacity(queues=("gpu",), slots=1))
+    assert await db.note_unserved(30) == [QueuedJob(ids["gpu"], "gpu")]
+    assert QueuedJob(ids["gpu"], "gpu") in await db.requeue_lost(older_than=0)

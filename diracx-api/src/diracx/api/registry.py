@@ -346,9 +346,10 @@ class RegistryClient:
         realm = auth.params.get("realm")
         if not realm:
             raise RegistryError(f"{ref.registry} asked for a bearer token but named no realm")
-        query = [("scope", s) for s in scope.split()]  # one parameter per scope, as Docker does
+        # one scope parameter per scope, as Docker sends them
+        query: dict[str, str | list[str]] = {"scope": scope.split()}
         if "service" in auth.params:
-            query.append(("service", auth.params["service"]))
+            query["service"] = auth.params["service"]
         creds = self._creds(ref.registry)
         try:
             resp = self._http.get(

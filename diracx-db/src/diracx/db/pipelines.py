@@ -1152,7 +1152,9 @@ class PipelineDB:
         passed) and either became due since it was last touched (a retry or a
         reschedule after a backoff) or was not touched for *older_than* seconds (its
         message went missing). Their ``updated`` is set to now, so that a job is not
-        sent again at every tick; claims make a repeated message harmless.
+        sent again at every tick; claims make a repeated message harmless. A job that
+        no live worker can serve (its minor status says so) is left alone: its message
+        waits in its queue, and ``note_unserved`` sends it again when a worker appears.
         """
         ts = now()
         cutoff = ts - timedelta(seconds=older_than)
@@ -1162,6 +1164,7 @@ class PipelineDB:
                 select(jobs.c.id, jobs.c.queue)
                 .where(
                     jobs.c.status == S.WAITING.value,
+                    ~jobs.c.minor_status.startswith(UNSERVED_PREFIX, autoescape=True),
                     or_(jobs.c.not_before.is_(None), jobs.c.not_before <= ts),
                     or_(
                         jobs.c.updated < cutoff,
