@@ -39,7 +39,7 @@ import textwrap
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -117,7 +117,7 @@ def cpu_seconds(pid: int, children: bool = False) -> float:
 class CpuMeter:
     """CPU seconds of named groups of processes between start() and stop()."""
 
-    def __init__(self, groups: dict[str, Sequence[int]]) -> None:
+    def __init__(self, groups: Mapping[str, Sequence[int]]) -> None:
         self.groups = groups
         self.before: dict[str, float] = {}
         self.used: dict[str, float] = {}
@@ -169,10 +169,11 @@ def diracx_figures(
 
         stages = [command(f"wide-{i}", ["true"], config={"salt": salt}) for i in range(wide)]
         meters["diracx wide"].start()
-        t0 = time.perf_counter()
+        t0, epoch = time.perf_counter(), time.time()
         _, result = s.run(stages)
         wall = time.perf_counter() - t0
         meters["diracx wide"].stop()
+        figures["wide_window"] = (epoch, time.time())
         assert result.ok and len(result.built()) == wide, result.failures
         figures["wide_s"] = wall
         figures["wide_stages_per_s"] = wide / wall
@@ -182,10 +183,11 @@ def diracx_figures(
         for i in range(1, chain):
             prev = command(f"chain-{i}", ["true"], inputs={"prev": prev}, config={"salt": salt})
         meters["diracx chain"].start()
-        t0 = time.perf_counter()
+        t0, epoch = time.perf_counter(), time.time()
         _, result = s.run(prev)
         wall = time.perf_counter() - t0
         meters["diracx chain"].stop()
+        figures["chain_window"] = (epoch, time.time())
         assert result.ok and len(result.built()) == chain, result.failures
         figures["chain_s"] = wall
         figures["chain_ms_per_hop"] = wall / chain * 1000
@@ -270,7 +272,7 @@ def raw_celery(base: Path, broker: str, backend: str, concurrency: int) -> Itera
     }
     os.environ.update(RAW_BROKER=broker, RAW_BACKEND=backend)
     sys.path.insert(0, str(app_dir))
-    import rawbench  # type: ignore[import-not-found]
+    import rawbench
 
     workers = []
     try:
@@ -326,25 +328,34 @@ def raw_figures(
 # --------------------------------------------------------------------------- --profile
 
 
-def probe_report(probe_dir: Path, service: DistributedService, wide: int, chain: int) -> None:
-    """Wall time per function and process, from the probe's timers (sitecustomize)."""
-    heading("--profile: wall time in the timed functions (probe), whole run")
+def probe_report(probe_dir: Path, service: DistributedService, figures: dict[str, Any]) -> None:
+    """Wall time per function and process in each phase, from the probe's timers."""
     roles = {service.api.pid: "api"} | {w.pid: f"worker-{i}" for i, w in enumerate(service.workers)}
-    totals: dict[tuple[str, str], list[float]] = defaultdict(list)
+    records: list[tuple[str, dict[str, Any]]] = []
     for path in sorted(probe_dir.glob("*.jsonl")):
         role = roles.get(int(path.stem), "other")
         for raw in path.read_text().splitlines():
             rec = json.loads(raw)
-            if rec["f"].startswith("probe:"):
-                if rec["f"] == "probe:missing":
-                    print(f"  (probe: not found in {role}: {', '.join(rec['names'])})")
-                continue
-            totals[(role, rec["f"])].append(rec["dt"])
-    stages = wide + chain + 2 * SLOTS
-    print(f"  {'process':<9} {'function':<40} {'calls':>7} {'total s':>9} {'ms/stage':>9}")
-    for (role, name), dts in sorted(totals.items(), key=lambda kv: -sum(kv[1]))[:30]:
-        total = sum(dts)
-        print(f"  {role:<9} {name:<40} {len(dts):>7} {total:>9.3f} {total / stages * 1e3:>9.3f}")
+            if rec["f"] == "probe:missing":
+                print(f"  (probe: not found in {role}: {', '.join(rec['names'])})")
+            elif not rec["f"].startswith("probe:"):
+                records.append((role, rec))
+    for phase, count, unit in (
+        ("wide", figures["wide"], "stage"),
+        ("chain", figures["chain"], "hop"),
+    ):
+        start, end = figures["diracx"][f"{phase}_window"]
+        totals: dict[tuple[str, str], list[float]] = defaultdict(list)
+        for role, rec in records:
+            if start <= rec["t0"] <= end:
+                # one worker's figures stand for both: a job is built on one of them
+                who = "worker" if role.startswith("worker") else role
+                totals[(who, rec["f"])].append(rec["dt"])
+        heading(f"--profile, {phase}: wall time in the timed functions (probe), per {unit}")
+        print(f"  {'process':<8} {'function':<40} {'calls':>7} {'total s':>9} {'ms/' + unit:>9}")
+        for (who, name), dts in sorted(totals.items(), key=lambda kv: -sum(kv[1]))[:22]:
+            total = sum(dts)
+            print(f"  {who:<8} {name:<40} {len(dts):>7} {total:>9.3f} {total / count * 1e3:>9.3f}")
 
 
 # --------------------------------------------------------------------------- main
@@ -464,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         history_report(service, d)
         if args.profile:
-            probe_report(probe_dir, service, wide, chain)
+            probe_report(probe_dir, service, figures)
         print(f"\n  load average at the end: {loadavg()}; at {datetime.now():%Y-%m-%d %H:%M}")
         if args.json:
             args.json.write_text(json.dumps(figures, indent=2))

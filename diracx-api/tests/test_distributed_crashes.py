@@ -76,7 +76,8 @@ def test_kill_9_of_a_worker_mid_job(distributed_service: DistributedService) -> 
     class KillTheBuilder(Progress):
         """When the slow stage runs, kill -9 the worker that builds it, mid-sleep."""
 
-        killed: dict[str, Any] = {}
+        def __init__(self) -> None:
+            self.killed: dict[str, Any] = {}
 
         def event(self, event: Any) -> None:
             if event.status != "Running" or event.name != "slow" or self.killed:
@@ -106,11 +107,12 @@ def test_kill_9_of_a_worker_mid_job(distributed_service: DistributedService) -> 
     assert job["worker"] != progress.killed["worker"]
     assert int(job["attempt"]) == 2
     with connect() as s:
-        history = [h.status for h in s.job(int(job["id"])).history]
-    assert history.count("Running") == 2, history
-    assert "Rescheduled" in history, history
-    assert history.index("Rescheduled") > history.index("Running")
-    assert history[-1] == "Done"
+        history = [h.status.value for h in s.job(int(job["id"])).history]
+    assert history == [
+        "Received", "Waiting", "Matched", "Running",  # on the worker that was killed
+        "Stalled", "Rescheduled",  # the scheduler's tick: no heartbeat, the worker is lost
+        "Waiting", "Matched", "Running", "Done",  # on another worker
+    ], history  # fmt: skip
 
     # Exactly one realization of each derivation: the killed build recorded nothing.
     assert service.query(f"select count(*) from realizations where dref = '{slow_dref}'") == [
@@ -126,15 +128,6 @@ def test_kill_9_of_a_worker_mid_job(distributed_service: DistributedService) -> 
         assert len(out.read_bytes("data.bin")) == 3_000_000
         (check_result,) = [st for st in result.stages if st.name == "check"]
         assert s.realization(check_result.rref or "").read_text("ok") == "whole\n"
-
-    # A worker started again on the dead one's machine (data directory) kills the build
-    # the dead one left running, if it still runs, and removes its scratch.
-    service.restart_worker(progress.killed["index"])
-    wait_for(
-        lambda: not build_processes(service.workers[progress.killed["index"]].cwd),
-        10,
-        "the orphaned build to be killed",
-    )
 
 
 # --------------------------------------------------------------------------- Must show 3

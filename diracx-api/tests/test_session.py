@@ -314,9 +314,7 @@ def test_host_files_only_missing_blobs_are_uploaded(
 # --------------------------------------------------------------------------- failures
 
 
-def test_a_failing_builder_fails_its_job_and_its_dependents(
-    engine: Service, salt: str
-) -> None:
+def test_a_failing_builder_fails_its_job_and_its_dependents(engine: Service, salt: str) -> None:
     bad = sh("bad", "echo first words; echo 'it broke here' >&2; exit 3", salt)
     mid = sh("mid", 'cp -r "$IN_BAD" $OUT/copy', salt, inputs={"bad": bad})
     top = sh("top", 'cp -r "$IN_MID" $OUT/copy', salt, inputs={"mid": mid})
@@ -482,9 +480,7 @@ def _env(pid: int) -> str:
 # --------------------------------------------------------------------------- async
 
 
-async def test_async_session(
-    engine: Service, defs: ModuleType, salt: str, tmp_path: Path
-) -> None:
+async def test_async_session(engine: Service, defs: ModuleType, salt: str, tmp_path: Path) -> None:
     stages = diamond(defs, salt)
     async with await aconnect() as s:
         got = await s.realize([stages["words"], stages["lonely"]])

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from diracx.api.instantiate import Instantiated, PipelineInBuilderError, instantiate
 from diracx.api.stages import Stage, TreeRef, command, host_dir, host_file, stage
+from diracx.core.exceptions import ServiceUnavailableError
 
 if TYPE_CHECKING:
     from diracx.api.containers import (
@@ -94,6 +95,7 @@ __all__ = [
     "Progress",
     "Realization",
     "Secret",
+    "ServiceUnavailableError",
     "Session",
     "Stage",
     "TreeRef",
