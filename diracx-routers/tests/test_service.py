@@ -22,6 +22,7 @@ from diracx.routers.queue import CeleryJobQueue
 
 OPERATION_IDS = {
     "submit_pipeline",
+    "plan_pipeline",
     "get_pipeline",
     "pipeline_events",
     "get_job",
@@ -34,9 +35,26 @@ OPERATION_IDS = {
     "complete_blob_upload",
     "get_realization",
     "list_realizations",
+    "list_pins",
+    "pin_realization",
+    "unpin_realization",
+    "collect_garbage",
+    "store_list_realizations",
+    "realization_provenance",
+    "store_closure",
+    "store_sizes",
+    "store_import",
+    "store_verify",
     "get_metadata",
     "live",
     "ready",
+    # the jobs API (diracx.routers.job_search)
+    "search_jobs",
+    "summarize_jobs",
+    "set_job_statuses",
+    "get_job_history",
+    "delete_job",
+    "reschedule_job",
 }
 
 

@@ -15,8 +15,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from diracx.api.instantiate import Instantiated, PipelineInBuilderError, instantiate
+from diracx.api.matchers import all_, best, exact, latest, only, some
 from diracx.api.stages import Stage, TreeRef, command, host_dir, host_file, stage
 from diracx.core.exceptions import ServiceUnavailableError
+
+all = all_  # diracx.api.all(): also under this name (not star-exported: it shadows a builtin)
 
 if TYPE_CHECKING:
     from diracx.api.containers import (
@@ -56,6 +59,7 @@ _LAZY = {
             "Secret",
             "cache_volume",
             "container",
+            "exact",
             "host",
             "import_image",
             "secret",
@@ -100,16 +104,22 @@ __all__ = [
     "Stage",
     "TreeRef",
     "aconnect",
+    "all_",
+    "best",
     "cache_volume",
     "command",
     "connect",
     "container",
+    "exact",
     "host",
     "host_dir",
     "host_file",
     "import_image",
     "instantiate",
+    "latest",
+    "only",
     "secret",
     "secret_from_env",
+    "some",
     "stage",
 ]

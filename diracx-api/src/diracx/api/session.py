@@ -7,22 +7,55 @@ calls to code that is not async.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from diracx.api.engine import ensure_engine
 from diracx.api.instantiate import Instantiated, instantiate
 from diracx.api.realization import AsyncRealization
 from diracx.client import AsyncDiracxClient
 from diracx.client.client import UploadPlan
+from diracx.client.jobs import JobsClient
+from diracx.client.store_gc import GCClient
+from diracx.core.derivation import forced_drefs
 from diracx.core.exceptions import DiracxError, InvalidPipelineError
-from diracx.core.models import JobEvent, JobInfo, KillResponse, Metadata, PipelineInfo, StageInfo
+from diracx.core.gc import (
+    DEFAULT_GRACE_SECONDS,
+    DEFAULT_KEEP_DAYS,
+    GCReport,
+    GCRequest,
+    PinInfo,
+)
+from diracx.core.job_search import (
+    JobActionResponse,
+    JobSearchPage,
+    JobSearchRequest,
+    JobStatusUpdate,
+    JobStatusUpdateResponse,
+    JobSummaryRequest,
+    SearchSpec,
+    SortSpec,
+)
+from diracx.core.matching import PipelinePlan
+from diracx.core.models import (
+    JobEvent,
+    JobInfo,
+    KillResponse,
+    Metadata,
+    PipelineInfo,
+    StageInfo,
+    StatusHistoryEntry,
+)
 from diracx.core.settings import ClientSettings
 from diracx.core.store import LocalStore
 from diracx.core.tree import Tree
 from diracx.core.version import check_versions
+
+if TYPE_CHECKING:
+    from diracx.api.store import AsyncStore
 
 UPLOAD_CONCURRENCY = 8
 EVENTS_WAIT = 10.0  # seconds one long-poll may wait for news
@@ -128,14 +161,14 @@ class AsyncSession:
     # -- running pipelines -----------------------------------------------------------
 
     async def run(
-        self, targets: Any, progress: Progress | None = None
+        self, targets: Any, progress: Progress | None = None, *, force: Iterable[Any] = ()
     ) -> tuple[Instantiated, PipelineResult]:
-        """Instantiate, upload what the engine lacks, submit, and follow to the end."""
+        """Instantiate, upload what the engine lacks, submit, and follow to the end.
+
+        *force*: stages (Stage objects, names or DRefs) to build again although their
+        matcher is satisfied; a non-deterministic build adds a realization."""
         progress = progress or Progress()
-        try:
-            inst = instantiate(targets)
-        except (OSError, ValueError, TypeError) as exc:  # a missing host file, a bad target...
-            raise InvalidPipelineError(f"cannot instantiate the pipeline: {exc}") from exc
+        inst = self._instantiate(targets, force)
         progress.instantiated(inst)
         secrets = secret_values(inst)
         await self._upload(inst, progress)
@@ -148,10 +181,33 @@ class AsyncSession:
             result.failures[stage.name] = await self._failure_report(stage)
         return inst, result
 
-    async def realize(self, targets: Any, progress: Progress | None = None) -> Any:
+    def _instantiate(self, targets: Any, force: Iterable[Any]) -> Instantiated:
+        try:
+            inst = instantiate(targets)
+        except (OSError, ValueError, TypeError) as exc:  # a missing host file, a bad target...
+            raise InvalidPipelineError(f"cannot instantiate the pipeline: {exc}") from exc
+        names = [force_name(inst, item) for item in force]
+        if names:
+            submission = inst.submission.model_copy(update={"force": names})
+            forced_drefs(submission)  # an unknown stage is reported before any upload
+            inst = dataclasses.replace(inst, submission=submission)
+        return inst
+
+    async def plan(self, targets: Any, *, force: Iterable[Any] = ()) -> PipelinePlan:
+        """A dry run: for every stage of *targets*, whether the engine would reuse it or
+        build it, and why ("cached (RRef …)", "never built", "input 'x' changed",
+        "matcher some(3): 1 of 3", "forced"). Nothing is uploaded or recorded."""
+        inst = self._instantiate(targets, force)
+        return await self.client.plan_pipeline(inst.submission)
+
+    dry_run = plan
+
+    async def realize(
+        self, targets: Any, progress: Progress | None = None, *, force: Iterable[Any] = ()
+    ) -> Any:
         """Realize *targets* (a stage, a list or a dict of stages); return their realizations
         in the same shape. Raises PipelineFailedError if a stage failed."""
-        inst, result = await self.run(targets, progress)
+        inst, result = await self.run(targets, progress, force=force)
         if not result.ok:
             raise PipelineFailedError(failure_message(result), result)
         by_dref = {s.dref: s for s in result.stages}
@@ -222,8 +278,60 @@ class AsyncSession:
         """Kill every live job of a pipeline. None is live: DiracxError (HTTP 409)."""
         return await self.client.kill_pipeline(pipeline_id)
 
+    # -- the jobs API (DIRAC's manner) -------------------------------------------------
+
+    async def search_jobs(
+        self,
+        search: Iterable[SearchSpec | dict[str, Any]] = (),
+        *,
+        sort: Iterable[SortSpec | dict[str, Any]] = (),
+        parameters: list[str] | None = None,
+        page: int = 1,
+        per_page: int = 100,
+    ) -> JobSearchPage:
+        """A page of the jobs matching every filter (``{"parameter": "status",
+        "operator": "eq", "value": "Failed"}``), in *sort* order; ``total`` counts all."""
+        request = JobSearchRequest.model_validate(
+            {"search": list(search), "sort": list(sort), "parameters": parameters}
+        )
+        return await JobsClient(self.client).search(request, page=page, per_page=per_page)
+
+    async def job_summary(
+        self, grouping: list[str], search: Iterable[SearchSpec | dict[str, Any]] = ()
+    ) -> list[dict[str, Any]]:
+        """How many jobs match, per distinct value of the *grouping* attributes."""
+        request = JobSummaryRequest.model_validate({"grouping": grouping, "search": list(search)})
+        return await JobsClient(self.client).summary(request)
+
+    async def set_job_status(
+        self, changes: dict[int, JobStatusUpdate | dict[str, Any]]
+    ) -> JobStatusUpdateResponse:
+        """Change jobs' statuses (``{id: {"Status": ..., "MinorStatus": ...}}``); the
+        refused ones are in ``failed``, with the reason."""
+        updates = {k: JobStatusUpdate.model_validate(v) for k, v in changes.items()}
+        return await JobsClient(self.client).set_status(updates)
+
+    async def job_history(self, job_id: int) -> list[StatusHistoryEntry]:
+        return await JobsClient(self.client).history(job_id)
+
+    async def delete_job(self, job_id: int) -> JobActionResponse:
+        """Mark an ended job Deleted (a live one: DiracxError, HTTP 409)."""
+        return await JobsClient(self.client).delete(job_id)
+
+    async def reschedule_job(self, job_id: int) -> JobActionResponse:
+        """Build a Failed, Killed or Stalled job again (otherwise DiracxError, HTTP 409)."""
+        return await JobsClient(self.client).reschedule(job_id)
+
     async def server_metadata(self) -> Metadata:
         return await self.client.metadata()
+
+    @property
+    def store(self) -> AsyncStore:
+        """The engine's store: list, read, export, import, verify (diracx.api.store)."""
+        from diracx.api.store import AsyncStore
+
+        # the cache is <data dir>/cache: local copies (store.path) go beside it
+        return AsyncStore(self, self.cache.root.parent)
 
     async def realization(self, rref: str) -> AsyncRealization:
         info = await self.client.get_realization(rref)
@@ -254,6 +362,50 @@ class AsyncSession:
         if digest not in self._trees:
             self._trees[digest] = Tree.from_bytes(await self.fetch_blob(digest))
         return self._trees[digest]
+
+    # -- pins and garbage collection -------------------------------------------------
+
+    async def pin(self, name: str, rref: str) -> PinInfo:
+        """Name a realization (an RRef or a unique prefix of it): it and its whole
+        closure survive garbage collection."""
+        return await GCClient(self.client).pin(name, await self.store.resolve(rref))
+
+    async def unpin(self, name: str) -> PinInfo:
+        return await GCClient(self.client).unpin(name)
+
+    async def pins(self) -> list[PinInfo]:
+        return await GCClient(self.client).pins()
+
+    async def collect_garbage(
+        self,
+        *,
+        dry_run: bool = False,
+        keep_days: float = DEFAULT_KEEP_DAYS,
+        target_size: int | None = None,
+        grace_seconds: float = DEFAULT_GRACE_SECONDS,
+    ) -> GCReport:
+        """Remove what no pin, no pipeline younger than *keep_days* and no live job
+        reaches (``dry_run``: only report it); see ``diracx.core.gc``."""
+        request = GCRequest(
+            dry_run=dry_run,
+            keep_days=keep_days,
+            target_size=target_size,
+            grace_seconds=grace_seconds,
+        )
+        return await GCClient(self.client).collect(request)
+
+
+def force_name(inst: Instantiated, item: Any) -> str:
+    """What ``force`` names: a stage of the pipeline (its DRef), a name or a DRef."""
+    if isinstance(item, str):
+        return item
+    for dref, stage in inst.stages.items():
+        if stage is item:
+            return dref
+    name = getattr(item, "name", None)
+    if isinstance(name, str):
+        return name
+    raise TypeError(f"force takes stages, stage names or DRefs, not {type(item).__name__}")
 
 
 def secret_values(inst: Instantiated) -> dict[str, str]:

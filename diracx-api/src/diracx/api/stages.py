@@ -536,6 +536,7 @@ def command(
     gpus: int | None = None,
     retries: int | None = None,
     backoff: float | None = None,
+    matcher: Matcher | None = None,
 ) -> Stage:
     """A stage that runs *argv* (no shell) with the ``process`` executor.
 
@@ -549,7 +550,8 @@ def command(
 
     *queue*, *cpus*, *memory* (MiB, or a string such as ``"8G"``), *gpus*,
     *retries* and *backoff* (seconds) say where and how the job runs; they are
-    not part of the DRef (see :func:`scheduling`).
+    not part of the DRef (see :func:`scheduling`). *matcher* says which of its
+    realizations count (``diracx.api.matchers``; default ``only()``).
     """
     if isinstance(argv, str):
         raise TypeError(
@@ -575,7 +577,7 @@ def command(
         retries=retries,
         backoff=backoff,
     )
-    return Stage(name, builder, config=config, inputs=inputs, scheduling=placement)
+    return Stage(name, builder, config=config, inputs=inputs, matcher=matcher, scheduling=placement)
 
 
 _MEMORY_UNITS = {"": 1, "M": 1, "MI": 1, "MB": 1, "G": 1024, "GI": 1024, "GB": 1024}
@@ -697,6 +699,7 @@ class StageFunction:
         name: str | None = None,
         timeout: float | None = None,
         placement: Scheduling = DEFAULT_SCHEDULING,
+        matcher: Matcher | None = None,
     ) -> None:
         if not inspect.isfunction(fn):
             raise TypeError(f"@stage decorates functions, not {type(fn).__name__}")
@@ -720,6 +723,7 @@ class StageFunction:
             )
         self._timeout = timeout
         self._scheduling = placement
+        self._matcher = matcher
         if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
             raise ValueError(
                 f"stage {self.stage_name!r}: timeout must be a positive number of seconds"
@@ -804,7 +808,14 @@ class StageFunction:
         }
         if self._timeout is not None:
             builder["timeout"] = self._timeout
-        result = Stage(name, builder, config=config, inputs=inputs, scheduling=self._scheduling)
+        result = Stage(
+            name,
+            builder,
+            config=config,
+            inputs=inputs,
+            matcher=self._matcher,
+            scheduling=self._scheduling,
+        )
         result._blobs = self._source.blobs
         return result
 
@@ -833,6 +844,7 @@ def stage(
     gpus: int | None = None,
     retries: int | None = None,
     backoff: float | None = None,
+    matcher: Matcher | None = None,
 ) -> Callable[[Callable[..., Any]], StageFunction]: ...
 
 
@@ -848,6 +860,7 @@ def stage(
     gpus: int | None = None,
     retries: int | None = None,
     backoff: float | None = None,
+    matcher: Matcher | None = None,
 ) -> StageFunction | Callable[[Callable[..., Any]], StageFunction]:
     """Make a module-level function a stage factory (autostage, as in Pylightnix).
 
@@ -863,12 +876,22 @@ def stage(
     Only that file is sent: whatever else it imports must be installed on the
     workers, and it cannot use relative imports. Put the code that starts the
     pipeline under ``if __name__ == "__main__":``, because the worker imports
-    the file.
+    the file. *matcher* says which realizations count (``diracx.api.matchers``); an
+    input whose matcher picks several arrives as a directory of ``0/``, ``1/``...
     """
     if fn is not None:
         return StageFunction(fn, name=name, timeout=timeout)
 
     def decorate(f: Callable[..., Any]) -> StageFunction:
-        return StageFunction(f, name=name, timeout=timeout)
+        placement = scheduling(
+            name or f.__name__.lstrip("_"),
+            queue=queue,
+            cpus=cpus,
+            memory=memory,
+            gpus=gpus,
+            retries=retries,
+            backoff=backoff,
+        )
+        return StageFunction(f, name=name, timeout=timeout, placement=placement, matcher=matcher)
 
     return decorate

@@ -18,7 +18,17 @@ from diracx.api.instantiate import Instantiated
 from diracx.api.realization import AsyncRealization
 from diracx.api.session import AsyncSession, PipelineResult, Progress
 from diracx.api.stages import TreeRef
-from diracx.core.models import JobInfo, KillResponse, Metadata, PipelineInfo
+from diracx.api.store import Store
+from diracx.core.gc import GCReport, PinInfo
+from diracx.core.job_search import (
+    JobActionResponse,
+    JobSearchPage,
+    JobStatusUpdate,
+    JobStatusUpdateResponse,
+    SearchSpec,
+)
+from diracx.core.matching import PipelinePlan
+from diracx.core.models import JobInfo, KillResponse, Metadata, PipelineInfo, StatusHistoryEntry
 from diracx.core.tree import Tree
 
 T = TypeVar("T")
@@ -106,15 +116,31 @@ class Session:
     def async_session(self) -> AsyncSession:
         return self._async
 
-    def run(
-        self, targets: Any, progress: Progress | None = None
-    ) -> tuple[Instantiated, PipelineResult]:
-        return call(self._portal, functools.partial(self._async.run, targets, progress))
+    @property
+    def store(self) -> Store:
+        """The engine's store: list, read, export, import, verify (diracx.api.store)."""
+        return Store(functools.partial(call, self._portal), self._async.store)
 
-    def realize(self, targets: Any, progress: Progress | None = None) -> Any:
+    def run(
+        self, targets: Any, progress: Progress | None = None, *, force: Iterable[Any] = ()
+    ) -> tuple[Instantiated, PipelineResult]:
+        """Submit and follow to the end; *force*: stages to build again anyway."""
+        run = functools.partial(self._async.run, targets, progress, force=list(force))
+        return call(self._portal, run)
+
+    def realize(
+        self, targets: Any, progress: Progress | None = None, *, force: Iterable[Any] = ()
+    ) -> Any:
         """Realize a stage, a list or a dict of stages; realizations come back in that shape."""
-        result = call(self._portal, functools.partial(self._async.realize, targets, progress))
-        return _wrap(self._portal, result)
+        realize = functools.partial(self._async.realize, targets, progress, force=list(force))
+        return _wrap(self._portal, call(self._portal, realize))
+
+    def plan(self, targets: Any, *, force: Iterable[Any] = ()) -> PipelinePlan:
+        """A dry run: for every stage, reuse or build, and why. Nothing is recorded."""
+        plan = functools.partial(self._async.plan, targets, force=list(force))
+        return call(self._portal, plan)
+
+    dry_run = plan
 
     def realization(self, rref: str) -> Realization:
         return Realization(self._portal, call(self._portal, self._async.realization, rref))
@@ -145,6 +171,47 @@ class Session:
     def kill_pipeline(self, pipeline_id: int) -> KillResponse:
         """Kill every live job of a pipeline. None is live: DiracxError."""
         return call(self._portal, self._async.kill_pipeline, pipeline_id)
+
+    def search_jobs(
+        self, search: Iterable[SearchSpec | dict[str, Any]] = (), **options: Any
+    ) -> JobSearchPage:
+        """See ``AsyncSession.search_jobs`` (sort, parameters, page, per_page)."""
+        return call(
+            self._portal, functools.partial(self._async.search_jobs, list(search), **options)
+        )
+
+    def job_summary(
+        self, grouping: list[str], search: Iterable[SearchSpec | dict[str, Any]] = ()
+    ) -> list[dict[str, Any]]:
+        return call(self._portal, self._async.job_summary, grouping, list(search))
+
+    def set_job_status(
+        self, changes: dict[int, JobStatusUpdate | dict[str, Any]]
+    ) -> JobStatusUpdateResponse:
+        return call(self._portal, self._async.set_job_status, changes)
+
+    def job_history(self, job_id: int) -> list[StatusHistoryEntry]:
+        return call(self._portal, self._async.job_history, job_id)
+
+    def delete_job(self, job_id: int) -> JobActionResponse:
+        return call(self._portal, self._async.delete_job, job_id)
+
+    def reschedule_job(self, job_id: int) -> JobActionResponse:
+        return call(self._portal, self._async.reschedule_job, job_id)
+
+    def pin(self, name: str, rref: str) -> PinInfo:
+        """Name a realization: it and its whole closure survive garbage collection."""
+        return call(self._portal, self._async.pin, name, rref)
+
+    def unpin(self, name: str) -> PinInfo:
+        return call(self._portal, self._async.unpin, name)
+
+    def pins(self) -> list[PinInfo]:
+        return call(self._portal, self._async.pins)
+
+    def collect_garbage(self, **options: Any) -> GCReport:
+        """See ``AsyncSession.collect_garbage`` (dry_run, keep_days, target_size, grace_seconds)."""
+        return call(self._portal, functools.partial(self._async.collect_garbage, **options))
 
 
 def _wrap(portal: BlockingPortal, value: Any) -> Any:

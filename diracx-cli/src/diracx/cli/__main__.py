@@ -6,7 +6,7 @@ from importlib.metadata import entry_points
 
 import typer
 
-from diracx.cli import db, jobs, pipelines, run, services, version
+from diracx.cli import db, jobs, pipelines, run, services, store, version
 
 app = typer.Typer(
     name="dirac",
@@ -22,6 +22,7 @@ app.command("scheduler")(services.scheduler)
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(pipelines.app, name="pipelines")
 app.add_typer(db.app, name="db")
+app.add_typer(store.app, name="store")
 
 # Extensions add commands (a Typer app each) through the diracx.cli entry points.
 for ep in entry_points(group="diracx.cli"):

@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from diracx.cli._common import console, err_console, print_json, session
+from diracx.cli.jobs_api import register as register_jobs_api
 from diracx.core.exceptions import DiracxError
 
 app = typer.Typer(
@@ -69,3 +70,6 @@ def kill(
             console.print(line, highlight=False)
     if problems:
         raise typer.Exit(1)
+
+
+register_jobs_api(app)  # search, summary, history, reschedule, delete (diracx.cli.jobs_api)

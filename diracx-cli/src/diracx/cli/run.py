@@ -16,6 +16,7 @@ from rich.table import Table
 
 from diracx.api import Instantiated, PipelineResult, Progress
 from diracx.cli._common import console, err_console, fail, print_json, session
+from diracx.core.matching import PipelinePlan
 from diracx.core.models import JobEvent, PipelineInfo
 
 TARGETS_VARIABLE = "targets"
@@ -132,9 +133,40 @@ def print_summary(result: PipelineResult, elapsed: float) -> None:
     )
 
 
+PLAN_STYLE = {"reuse": "dim", "build": "yellow", "join": "cyan", "error": "bold red"}
+
+
+def print_plan(plan: PipelinePlan) -> None:
+    """The dry run as a table: every stage, inputs first, reuse or build and why."""
+    table = Table(title="dry run: nothing was submitted")
+    table.add_column("stage")
+    table.add_column("action")
+    table.add_column("matcher")
+    table.add_column("why", overflow="fold")
+    for s in plan.stages:
+        style = PLAN_STYLE.get(s.action, "")
+        table.add_row(s.name, f"[{style}]{s.action}[/]", s.matcher, s.reason)
+    console.print(table)
+    errors = f", {plan.errors} in error" if plan.errors else ""
+    console.print(f"[bold]{plan.reuse} to reuse, {plan.build} to build{errors}[/]", highlight=False)
+
+
 def run(
     file: Annotated[Path, typer.Argument(help="a Python file that sets `targets` to its stages")],
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    force: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--force",
+            help="build this stage (a name or DRef) again even if cached; may be repeated",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="say for every stage whether it would be reused or built, and why"
+        ),
+    ] = False,
 ) -> None:
     """Realize the targets FILE declares: build what is missing, reuse what is cached."""
     module = load_pipeline_file(file.resolve())
@@ -145,11 +177,20 @@ def run(
             "assign it the stages to realize, e.g. targets = [release]",
             2,
         )
+    forced = list(force or [])
+    if dry_run:
+        with session() as s:
+            plan = s.plan(targets, force=forced)
+        if as_json:
+            print_json(plan)
+        else:
+            print_plan(plan)
+        return
     started = time.monotonic()
     progress = RunProgress(quiet=as_json)
     with session() as s:
         try:
-            _, result = s.run(targets, progress)
+            _, result = s.run(targets, progress, force=forced)
         except KeyboardInterrupt:
             progress.stop()
             if progress.pipeline_id is None:

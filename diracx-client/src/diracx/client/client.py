@@ -31,6 +31,7 @@ from diracx.client._generated.api.jobs import kill_job as kill_job_api
 from diracx.client._generated.api.pipelines import get_pipeline as get_pipeline_api
 from diracx.client._generated.api.pipelines import kill_pipeline as kill_pipeline_api
 from diracx.client._generated.api.pipelines import pipeline_events as pipeline_events_api
+from diracx.client._generated.api.pipelines import plan_pipeline as plan_pipeline_api
 from diracx.client._generated.api.pipelines import submit_pipeline as submit_pipeline_api
 from diracx.client._generated.api.realizations import get_realization as get_realization_api
 from diracx.client._generated.api.realizations import list_realizations as list_realizations_api
@@ -41,6 +42,7 @@ from diracx.client._generated.models import PipelineSubmission as GeneratedSubmi
 from diracx.client._generated.types import Response
 from diracx.core.derivation import PipelineSubmission
 from diracx.core.exceptions import CorruptObjectError, DiracxError, ServiceUnavailableError
+from diracx.core.matching import PipelinePlan
 from diracx.core.models import (
     JobInfo,
     KillResponse,
@@ -194,6 +196,14 @@ class AsyncDiracxClient:
         body = GeneratedSubmission.from_dict(doc)
         response = await self._call(submit_pipeline_api.asyncio_detailed, body=body)
         return self._parse(SubmitResponse, response).pipeline
+
+    async def plan_pipeline(self, submission: PipelineSubmission) -> PipelinePlan:
+        """A dry run of *submission*: what would be reused or built, and why (no secrets
+        are sent: planning does not need them)."""
+        doc = submission.model_dump(mode="json", exclude={"secrets"})
+        body = GeneratedSubmission.from_dict(doc)
+        response = await self._call(plan_pipeline_api.asyncio_detailed, body=body)
+        return self._parse(PipelinePlan, response)
 
     async def get_pipeline(self, pipeline_id: int) -> PipelineInfo:
         response = await self._call(get_pipeline_api.asyncio_detailed, pipeline_id=pipeline_id)

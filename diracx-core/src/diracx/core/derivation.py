@@ -52,11 +52,101 @@ class TreeInput(BaseModel):
 Input = DrvInput | TreeInput
 
 
+MatcherKind = Literal["only", "latest", "all", "some", "best", "exact"]
+METRIC_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:/-]{0,127}\Z")
+
+
 class Matcher(BaseModel):
-    """Which realizations of a derivation count. ``only``: deterministic, at most one."""
+    """Which realizations of a derivation count: data, evaluated on the server
+    (``diracx.core.matching``). Part of the DRef: a changed matcher is another derivation.
+
+    - ``only`` (default): deterministic, exactly one; a second, different realization
+      (same inputs) is an error that shows both.
+    - ``latest(n)``: the newest *n* (at least one, built if there is none).
+    - ``all``: every realization (at least one).
+    - ``some(n)``: built until *n* distinct realizations exist; picks all of them.
+    - ``best(metric, n, mode)``: the *n* with the highest (``mode="higher"``) or lowest
+      value of a metric the builder reported in ``metrics.json`` (at least one).
+    - ``exact(rrefs)``: exactly these realizations of a stage of the same name (built
+      under another matcher: the RRefs cannot be of this very DRef); never builds.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    kind: Literal["only"] = "only"
+    kind: MatcherKind = "only"
+    n: int | None = Field(default=None, ge=1, le=10000)
+    metric: str | None = None
+    mode: Literal["higher", "lower"] | None = None
+    rrefs: tuple[RRef, ...] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Matcher:
+        kind = self.kind
+        allowed = {
+            "only": set(),
+            "all": set(),
+            "latest": {"n"},
+            "some": {"n"},
+            "best": {"n", "metric", "mode"},
+            "exact": {"rrefs"},
+        }[kind]
+        given = {f for f in ("n", "metric", "mode", "rrefs") if getattr(self, f) is not None}
+        if given - allowed:
+            raise ValueError(f"matcher {kind!r} takes no {', '.join(sorted(given - allowed))}")
+        if kind in ("latest", "some", "best") and self.n is None:
+            raise ValueError(f"matcher {kind!r} needs n (how many realizations)")
+        if kind == "best":
+            if self.metric is None or not METRIC_RE.match(self.metric):
+                raise ValueError(
+                    f"matcher 'best' needs a metric name (letters, digits, '_.:/-'): "
+                    f"{self.metric!r}"
+                )
+            if self.mode is None:
+                raise ValueError("matcher 'best' needs mode 'higher' or 'lower'")
+        if kind == "exact":
+            if not self.rrefs:
+                raise ValueError("matcher 'exact' needs at least one RRef")
+            if list(self.rrefs) != sorted(set(self.rrefs)):
+                raise ValueError("matcher 'exact' needs its RRefs sorted and without repeats")
+        return self
+
+    @classmethod
+    def of(
+        cls,
+        kind: MatcherKind,
+        *,
+        n: int | None = None,
+        metric: str | None = None,
+        mode: Literal["higher", "lower"] | None = None,
+        rrefs: Iterable[str] | None = None,
+    ) -> Matcher:
+        """A matcher in canonical form (``exact``'s RRefs sorted, without repeats)."""
+        return cls(
+            kind=kind,
+            n=n,
+            metric=metric,
+            mode=mode,
+            rrefs=None if rrefs is None else tuple(sorted(set(rrefs))),
+        )
+
+    @property
+    def single(self) -> bool:
+        """Whether it picks at most one realization: a dependent then finds it at
+        ``inputs/<name>/`` itself, else each one at ``inputs/<name>/<k>/``."""
+        if self.kind == "only":
+            return True
+        if self.kind in ("latest", "best"):
+            return self.n == 1
+        return self.kind == "exact" and len(self.rrefs or ()) == 1
+
+    def describe(self) -> str:
+        """``only``, ``latest(2)``, ``some(5)``, ``best(accuracy, 1, higher)``, ..."""
+        if self.kind in ("only", "all"):
+            return self.kind
+        if self.kind in ("latest", "some"):
+            return f"{self.kind}({self.n})"
+        if self.kind == "best":
+            return f"best({self.metric}, {self.n}, {self.mode})"
+        return f"exact({len(self.rrefs or ())} RRefs)"
 
 
 DEFAULT_QUEUE = "default"
@@ -200,7 +290,8 @@ class Derivation(BaseModel):
             | {"executor": self.builder["executor"]},
             "config": self.config,
             "inputs": {k: v.model_dump(mode="json") for k, v in sorted(self.inputs.items())},
-            "matcher": self.matcher.model_dump(mode="json"),
+            # fields left out when unset: the default matcher hashes as it always did
+            "matcher": self.matcher.model_dump(mode="json", exclude_none=True),
         }
 
     @property
@@ -244,6 +335,11 @@ class PipelineSubmission(BaseModel):
     secrets: dict[str, SecretStr] = Field(
         default={}, description="secret name -> value, for the steps that name secrets"
     )
+    force: list[str] = Field(
+        default=[],
+        max_length=10000,
+        description="stages (by name or DRef) to build again even if their matcher is satisfied",
+    )
 
     @field_validator("secrets")
     @classmethod
@@ -254,6 +350,25 @@ class PipelineSubmission(BaseModel):
                     f"secret name {name!r} must be 1-128 letters, digits, '.', '_' or '-'"
                 )
         return secrets
+
+
+def forced_drefs(submission: PipelineSubmission) -> set[str]:
+    """The DRefs ``force`` names (a stage name names every stage so called)."""
+    by_name: dict[str, set[str]] = {}
+    for dref, drv in submission.derivations.items():
+        by_name.setdefault(drv.name, set()).add(dref)
+    forced: set[str] = set()
+    for item in submission.force:
+        if item in submission.derivations:
+            forced.add(item)
+        elif item in by_name:
+            forced |= by_name[item]
+        else:
+            names = ", ".join(sorted(by_name)[:20])
+            raise InvalidPipelineError(
+                f"force names {item!r}, which is no stage of this pipeline (stages: {names})"
+            )
+    return forced
 
 
 def plan_order(submission: PipelineSubmission) -> list[tuple[str, Derivation]]:

@@ -7,10 +7,12 @@ half-written object. Every read is verified against the digest.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -49,15 +51,37 @@ class BlobStore(Protocol):
     def size(self, digest: str) -> int: ...
 
 
-def hash_file(path: Path) -> tuple[str, int]:
-    """SHA-256 and size of a file, read as a stream."""
+_buffers = threading.local()  # one read buffer per thread: no 1 MiB allocation per file
+
+
+def _buffer() -> memoryview:
+    view: memoryview | None = getattr(_buffers, "view", None)
+    if view is None:
+        view = _buffers.view = memoryview(bytearray(CHUNK_SIZE))
+    return view
+
+
+def _hash_fd(fd: int, out: int | None = None) -> tuple[str, int]:
+    """SHA-256 and size of what is left to read from *fd*; with *out*, also written there."""
     h = hashlib.sha256()
     size = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK_SIZE):
-            h.update(chunk)
-            size += len(chunk)
+    view = _buffer()
+    while n := os.readv(fd, [view]):
+        chunk = view[:n]
+        h.update(chunk)
+        size += n
+        while out is not None and chunk:
+            chunk = chunk[os.write(out, chunk) :]
     return h.hexdigest(), size
+
+
+def hash_file(path: Path) -> tuple[str, int]:
+    """SHA-256 and size of a file, read as a stream."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return _hash_fd(fd)
+    finally:
+        os.close(fd)
 
 
 class _Commits(Protocol):
@@ -115,6 +139,7 @@ class LocalStore:
         self.root = Path(root)
         self.blobs = self.root / "blobs"
         self.tmp = self.root / "tmp"
+        self._blobs = str(self.blobs)
         self.blobs.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
 
@@ -128,8 +153,20 @@ class LocalStore:
     def has(self, digest: str) -> bool:
         return self.path(digest).is_file()
 
+    def refresh(self, digest: str) -> bool:
+        """Whether the blob is here; if so, its time is set to now. Garbage collection
+        never takes a blob modified within its grace period: a writer that finds the
+        blob already stored, or a client told it need not upload it, relies on it
+        staying (see ``diracx.db.gc``)."""
+        try:
+            os.utime(self.path(digest))
+        except FileNotFoundError:
+            return False
+        return True
+
     def missing(self, digests: Iterable[str]) -> list[str]:
-        return [d for d in dict.fromkeys(digests) if not self.has(d)]
+        """The blobs not here; those that are get their time refreshed (``refresh``)."""
+        return [d for d in dict.fromkeys(digests) if not self.refresh(d)]
 
     def size(self, digest: str) -> int:
         try:
@@ -151,7 +188,7 @@ class LocalStore:
     def _commit(self, tmp: Path, digest: str) -> None:
         """Move a finished temporary file into place (or drop it if the blob exists)."""
         dest = self.path(digest)
-        if dest.is_file():
+        if self.refresh(digest):
             tmp.unlink(missing_ok=True)
             return
         os.chmod(tmp, 0o444)
@@ -161,7 +198,7 @@ class LocalStore:
 
     def put_bytes(self, data: bytes) -> str:
         digest = hashlib.sha256(data).hexdigest()
-        if self.has(digest):
+        if self.refresh(digest):
             return digest
         fd, tmp = self._tempfile()
         try:
@@ -196,23 +233,60 @@ class LocalStore:
         return digest, size
 
     def put_file(self, path: Path, *, move: bool = False) -> tuple[str, int]:
-        """Store a file. With *move*, the file is renamed into the store (same filesystem)."""
-        if move:
-            digest, size = hash_file(path)
-            if self.has(digest):
-                path.unlink()
-                return digest, size
-            fd, tmp = self._tempfile()
+        """Store a file. With *move*, the file is renamed into the store (same filesystem).
+
+        Either way one rename puts the whole blob in place, over a copy already there
+        (the same bytes; the new one's time is now, as ``refresh`` would set it).
+        """
+        if not move:
+            return self._copy_in(path)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            digest, size = _hash_fd(fd)
+            # what the store keeps is read-only, and new: a build may have written the
+            # file long ago, and garbage collection spares blobs younger than its grace
+            os.fchmod(fd, 0o444)
+            os.utime(fd)
+        finally:
             os.close(fd)
+        try:
+            self._rename_in(str(path), digest)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            self._copy_in(path)  # another filesystem: copy, then drop the file
+            path.unlink()
+        return digest, size
+
+    def _rename_in(self, source: str, digest: str) -> None:
+        """Rename *source* (read-only, hashed to *digest*) to its place in the store."""
+        dest = os.path.join(self._blobs, digest[:2], digest[2:])
+        try:
+            os.replace(source, dest)
+        except FileNotFoundError:
+            if not os.path.exists(source):
+                raise
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            os.replace(source, dest)
+
+    def _copy_in(self, path: Path) -> tuple[str, int]:
+        """Copy a file into the store: hashed while written to a temporary file, renamed."""
+        src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fd, tmp = self._tempfile()
             try:
-                os.replace(path, tmp)
-            except OSError:  # another filesystem: fall back to a copy
+                try:
+                    digest, size = _hash_fd(src, fd)
+                    os.fchmod(fd, 0o444)
+                finally:
+                    os.close(fd)
+                self._rename_in(str(tmp), digest)
+            except BaseException:
                 tmp.unlink(missing_ok=True)
-                return self.put_file(path)
-            self._commit(tmp, digest)
-            return digest, size
-        with open(path, "rb") as f:
-            return self.put_stream(f)
+                raise
+        finally:
+            os.close(src)
+        return digest, size
 
     # -- reading -----------------------------------------------------------------
 

@@ -12,8 +12,9 @@ import json
 import os
 import shutil
 import stat
+import threading
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Literal
 
 from diracx.core.canonical import canonical_json, check_is_digest, sha256_hex
@@ -44,13 +45,8 @@ class TreeEntry:
 
 def check_tree_path(path: str) -> str:
     """Refuse paths that could escape the tree when materialized."""
-    p = PurePosixPath(path)
-    if (
-        not path
-        or "\0" in path
-        or p.is_absolute()
-        or any(part in ("", ".", "..") for part in path.split("/"))
-    ):
+    # an absolute path, "a//b" or "a/" has an empty part: refused with ".", ".."
+    if not path or "\0" in path or any(part in ("", ".", "..") for part in path.split("/")):
         raise InvalidTreeError(f"unsafe path in tree: {path!r}")
     return path
 
@@ -70,15 +66,17 @@ class Tree:
                 except ValueError as exc:
                     raise InvalidTreeError(str(exc)) from None
         # A path may not pass through a file or a symlink: that would escape on materialization.
+        # (paths are checked: no empty part, so plain string operations walk the parents)
         leaves = {p for p, e in self.entries.items() if e.kind != "directory"}
         for path in self.entries:
-            parent = PurePosixPath(path).parent
-            while str(parent) != ".":
-                if str(parent) in leaves:
+            end = path.rfind("/")
+            while end > 0:
+                parent = path[:end]
+                if parent in leaves:
                     raise InvalidTreeError(
-                        f"{path!r} lies under {str(parent)!r}, which is not a directory"
+                        f"{path!r} lies under {parent!r}, which is not a directory"
                     )
-                parent = parent.parent
+                end = path.rfind("/", 0, end)
 
     def manifest(self) -> dict[str, object]:
         return {
@@ -127,6 +125,46 @@ def _walk(root: Path, rel: str = "") -> list[tuple[str, os.DirEntry[str]]]:
     return found
 
 
+# Files are stored by a few threads: hashing (hashlib releases the GIL) and the file
+# system calls of one file overlap with those of others. Outputs of one or two files
+# are stored in the calling thread.
+INGEST_THREADS = min(4, os.cpu_count() or 1)
+THREADED_FROM = 8  # files
+
+
+def _store_files(
+    store: BlobStore, files: list[tuple[str, Kind, Path]], move: bool
+) -> dict[str, TreeEntry]:
+    """Store *files* (tree path, kind, file), on up to INGEST_THREADS threads."""
+    results: list[tuple[str, int] | None] = [None] * len(files)
+    todo = iter(range(len(files)))  # next() on it is atomic (the GIL): no index is taken twice
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for i in todo:
+                if errors:
+                    return
+                results[i] = store.put_file(files[i][2], move=move)
+        except BaseException as exc:  # reported by the calling thread
+            errors.append(exc)
+
+    count = INGEST_THREADS if len(files) >= THREADED_FROM else 1
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(count - 1)]
+    for t in threads:
+        t.start()
+    work()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    entries: dict[str, TreeEntry] = {}
+    for (path, kind, _), stored in zip(files, results, strict=True):
+        assert stored is not None
+        entries[path] = TreeEntry(kind, stored[0], stored[1])
+    return entries
+
+
 def ingest_directory(
     store: BlobStore, root: Path, *, move: bool = False, exclude: frozenset[str] = frozenset()
 ) -> Tree:
@@ -136,6 +174,7 @@ def ingest_directory(
     directory is consumed). *exclude* holds top-level-relative paths to skip.
     """
     entries: dict[str, TreeEntry] = {}
+    files: list[tuple[str, Kind, Path]] = []
     stack: list[tuple[Path, str]] = [(root, "")]
     while stack:
         directory, rel = stack.pop()
@@ -152,14 +191,14 @@ def ingest_directory(
                 stack.append((Path(entry.path), f"{path}/"))
             elif stat.S_ISREG(st.st_mode):
                 kind: Kind = "executable" if st.st_mode & 0o111 else "file"
-                digest, size = store.put_file(Path(entry.path), move=move)
-                entries[path] = TreeEntry(kind, digest, size)
+                files.append((path, kind, Path(entry.path)))
             else:
                 raise InvalidTreeError(
                     f"{entry.path}: only files, directories and symlinks can be stored"
                 )
         if children == 0 and rel:
             entries[rel.rstrip("/")] = TreeEntry("directory")
+    entries.update(_store_files(store, files, move))
     tree = Tree(entries)
     store.put_bytes(tree.manifest_bytes())
     return tree

@@ -25,7 +25,18 @@ from diracx.core.broker import (
     unserved_reason,
 )
 from diracx.core.canonical import canonical_json
-from diracx.core.derivation import Derivation, Scheduling
+from diracx.core.derivation import Derivation, Matcher, Scheduling
+from diracx.core.exceptions import ConflictError
+from diracx.core.matching import (
+    Candidate,
+    PipelinePlan,
+    StagePlan,
+    candidate,
+    choose,
+    in_context,
+    plan,
+    to_pipeline_plan,
+)
 from diracx.core.models import (
     JobEvent,
     JobInfo,
@@ -87,6 +98,18 @@ class ClaimedJob:
     inputs: dict[str, InputRealization]  # derivation inputs (drv) by input name
     # the values of the secrets the build needs, sealed (diracx.core.secrets.SecretBox)
     secrets: str | None = field(default=None, repr=False)
+    # inputs whose matcher may pick several realizations: all it chose, in its order
+    # (materialized at inputs/<name>/<k>/); ``inputs`` holds the first of them
+    choices: dict[str, tuple[InputRealization, ...]] = field(default_factory=dict)
+    # inputs whose matcher failed (an ``only`` with two realizations...): the build fails
+    input_errors: dict[str, str] = field(default_factory=dict)
+
+    def context(self) -> dict[str, list[str]]:
+        """What the build's realization records: input name -> the RRefs it was built from."""
+        return {
+            name: sorted(r.rref for r in self.choices.get(name, (first,)))
+            for name, first in self.inputs.items()
+        }
 
     @property
     def cpus(self) -> int:
@@ -105,6 +128,8 @@ class BuildSuccess:
     started: datetime
     finished: datetime
     metrics: dict[str, Any] = field(default_factory=dict)
+    # the derivation's matcher: a some(n) job builds again until n realizations exist
+    matcher: Matcher | None = None
 
 
 @dataclass(frozen=True)
@@ -299,14 +324,19 @@ class PipelineDB:
         *,
         extras: Mapping[str, Mapping[str, Any]] | None = None,
         secrets: Mapping[str, str] | None = None,
+        force: Iterable[str] = (),
     ) -> SubmitOutcome:
         """Record a pipeline whole: reuse what is realized, join live jobs, create the rest.
 
         *ordered* lists the derivations inputs first (``plan_order``). Runs as one
         transaction: the pipeline is recorded whole or not at all. *extras* (DRef ->
         builder fields left out of the DRef) and *secrets* (DRef -> sealed secret
-        values) go with the jobs this submission creates.
+        values) go with the jobs this submission creates. Each derivation's matcher decides
+        (``diracx.core.matching.plan``): reused, joined (a live job builds it) or built;
+        *force* (DRefs) are built even if their matcher is satisfied. A matcher in error
+        (``only`` with two realizations...) is a ConflictError: nothing is recorded.
         """
+        forced = frozenset(force)
         extras = extras or {}
         secrets = secrets or {}
         ts = now()
@@ -332,23 +362,14 @@ class PipelineDB:
                     for d, drv in ordered
                 ],
             )
-            # Live jobs first, locked, then realizations: a job that a worker finishes
-            # meanwhile is then either still live (its finish waits for our lock) or Done
-            # with its realization visible to the next statement (PostgreSQL's READ
-            # COMMITTED). The other order missed both, and built the derivation twice.
-            live: dict[str, tuple[int, str]] = {}  # dref -> (job id, status) of a live job
-            for part in chunks(drefs):
-                rows = conn.execute(
-                    select(jobs.c.dref, jobs.c.id, jobs.c.status)
-                    .where(
-                        jobs.c.dref.in_(part), jobs.c.status.in_([s.value for s in LIVE_STATUSES])
-                    )
-                    .order_by(jobs.c.id)
-                    .with_for_update()
-                )
-                for dref, job_id, status in rows:
-                    live.setdefault(dref, (job_id, status))
-            realized = self._chosen_realizations(conn, drefs)
+            # reuse, join (a live job, locked) or build each stage: see _plan
+            plans = self._plan(conn, ordered, forced, lock=True)
+            errors = [plans[d].reason for d, _ in ordered if plans[d].action == "error"]
+            if errors:  # a matcher that cannot choose: nothing is recorded
+                raise ConflictError(errors[0])
+            # dref -> the realization a reused stage shows (the first its matcher chose)
+            realized = {d: p.chosen[0] for d, p in plans.items() if p.action == "reuse"}
+            live = {d: p.job_id for d, p in plans.items() if p.action == "join"}
 
             stage_job: dict[str, int] = {}  # dref -> the job building it for this pipeline
             new_jobs: list[dict[str, Any]] = []
@@ -386,7 +407,7 @@ class PipelineDB:
                     select(jobs.c.dref, jobs.c.id).where(jobs.c.pipeline_id == pipeline_id)
                 )
                 stage_job.update({dref: job_id for dref, job_id in result})
-            stage_job.update({dref: job_id for dref, (job_id, _) in live.items()})
+            stage_job.update({dref: job_id for dref, job_id in live.items() if job_id is not None})
 
             edges = [
                 {"job_id": stage_job[dref], "input_job_id": stage_job[dep]}
@@ -453,19 +474,136 @@ class PipelineDB:
         queues = {j: scheduling[d].queue for d, j, status in created if status == S.WAITING}
         return SubmitOutcome(pipeline=info, ready=ready, queues=queues)
 
-    def _chosen_realizations(
-        self, conn: Connection, drefs: Sequence[str]
-    ) -> dict[str, InputRealization]:
-        """The realization the matcher picks for each realized derivation (``only``: the first)."""
-        chosen: dict[str, InputRealization] = {}
-        for part in chunks(list(drefs)):
+    async def plan(
+        self, ordered: Sequence[tuple[str, Derivation]], force: Iterable[str] = ()
+    ) -> PipelinePlan:
+        """What ``submit`` would do with each stage, and why; records nothing (a dry run)."""
+
+        def tx(conn: Connection) -> Any:
+            return self._plan(conn, ordered, frozenset(force), lock=False)
+
+        plans = await self.engines.read(tx)
+        return to_pipeline_plan(ordered, plans)
+
+    def _plan(
+        self,
+        conn: Connection,
+        ordered: Sequence[tuple[str, Derivation]],
+        forced: frozenset[str],
+        *,
+        lock: bool,
+    ) -> dict[str, StagePlan]:
+        drefs = [d for d, _ in ordered]
+        # Live jobs first, locked, then realizations: a job that a worker finishes
+        # meanwhile is then either still live (its finish waits for our lock) or Done
+        # with its realization visible to the next statement (PostgreSQL's READ
+        # COMMITTED). The other order missed both, and built the derivation twice.
+        live: dict[str, int] = {}  # dref -> a live job building it
+        for part in chunks(drefs):
+            query = (
+                select(jobs.c.dref, jobs.c.id)
+                .where(jobs.c.dref.in_(part), jobs.c.status.in_([s.value for s in LIVE_STATUSES]))
+                .order_by(jobs.c.id)
+            )
+            for dref, job_id in conn.execute(query.with_for_update() if lock else query):
+                live.setdefault(dref, job_id)
+        matchers = {d: (drv.name, drv.matcher) for d, drv in ordered}
+        return plan(ordered, self._candidates(conn, matchers), live=live, forced=forced)
+
+    def _candidates(
+        self, conn: Connection, matchers: Mapping[str, tuple[str, Matcher]]
+    ) -> dict[str, list[Candidate]]:
+        """The realizations of each derivation (DRef -> its name and matcher), oldest
+        first. For an ``exact`` matcher: the realizations it names that exist, of a
+        derivation of the same name (its DRef differs: the matcher is part of it)."""
+        drefs = [d for d, (_, m) in matchers.items() if m.kind != "exact"]
+        exact = {r for _, m in matchers.values() if m.kind == "exact" for r in m.rrefs or ()}
+        found: dict[str, list[Candidate]] = defaultdict(list)
+        named: dict[str, tuple[str, Candidate]] = {}
+        for part in chunks(sorted(exact)):
             rows = conn.execute(
-                select(realizations.c.dref, realizations.c.rref, realizations.c.output)
+                select(
+                    derivations.c.name,
+                    realizations.c.rref,
+                    realizations.c.output,
+                    realizations.c.context,
+                    realizations.c.metrics,
+                )
+                .join(derivations, derivations.c.dref == realizations.c.dref)
+                .where(realizations.c.rref.in_(part))
+            )
+            for r in rows:
+                named[r.rref] = (r.name, candidate(r.rref, r.output, r.context, r.metrics))
+        for dref, (name, m) in matchers.items():
+            if m.kind == "exact":
+                found[dref] = [
+                    named[r][1] for r in m.rrefs or () if r in named and named[r][0] == name
+                ]
+        for part in chunks(sorted(set(drefs))):
+            rows = conn.execute(
+                select(
+                    realizations.c.dref,
+                    realizations.c.rref,
+                    realizations.c.output,
+                    realizations.c.context,
+                    realizations.c.metrics,
+                )
                 .where(realizations.c.dref.in_(part))
                 .order_by(realizations.c.created, realizations.c.rref)
             )
-            for dref, rref, output in rows:
-                chosen.setdefault(dref, InputRealization(rref, output))
+            for r in rows:
+                found[r.dref].append(candidate(r.rref, r.output, r.context, r.metrics))
+        return found
+
+    def _chosen_realizations(
+        self, conn: Connection, wanted: Sequence[tuple[int, str]]
+    ) -> dict[tuple[int, str], tuple[Matcher, list[Candidate] | str]]:
+        """For (pipeline id, input DRef) pairs, what the input's matcher chooses now (or
+        why it cannot), among the realizations of the context the pipeline built or
+        reused it with (that of its stage's realization in the pipeline)."""
+        if not wanted:
+            return {}
+        needed = sorted({d for _, d in wanted})
+        matchers: dict[str, tuple[str, Matcher]] = {}
+        for part in chunks(needed):
+            rows = conn.execute(
+                select(derivations.c.dref, derivations.c.name, derivations.c.body).where(
+                    derivations.c.dref.in_(part)
+                )
+            )
+            for r in rows:
+                doc = json.loads(r.body).get("matcher", {})
+                matchers[r.dref] = (r.name, Matcher.model_validate(doc))
+        shown: dict[tuple[int, str], str] = {}  # the realization the pipeline's stage shows
+        pipeline_ids = sorted({p for p, _ in wanted})
+        for part in chunks(needed):
+            rows = conn.execute(
+                select(
+                    pipeline_stages.c.pipeline_id,
+                    pipeline_stages.c.dref,
+                    func.coalesce(pipeline_stages.c.cached_rref, jobs.c.rref).label("rref"),
+                )
+                .outerjoin(jobs, jobs.c.id == pipeline_stages.c.job_id)
+                .where(
+                    pipeline_stages.c.pipeline_id.in_(pipeline_ids),
+                    pipeline_stages.c.dref.in_(part),
+                )
+            )
+            shown.update(((r.pipeline_id, r.dref), r.rref) for r in rows if r.rref)
+        found = self._candidates(conn, matchers)
+        chosen: dict[tuple[int, str], tuple[Matcher, list[Candidate] | str]] = {}
+        for key in wanted:
+            name, matcher = matchers[key[1]]
+            cands = found.get(key[1], [])
+            ref = next((c for c in cands if c.rref == shown.get(key)), None)
+            considered = in_context(matcher, cands, None if ref is None else ref.context)
+            choice = choose(matcher, name, considered)
+            if choice.error is not None:
+                chosen[key] = (matcher, choice.error)
+            elif not choice.chosen:
+                chosen[key] = (matcher, f"stage {name!r} has no realization")
+            else:
+                chosen[key] = (matcher, choice.chosen)
         return chosen
 
     # -- workers: claim, run, finish ------------------------------------------------
@@ -655,6 +793,7 @@ class PipelineDB:
                 conn.execute(
                     select(
                         jobs.c.id,
+                        jobs.c.pipeline_id,
                         jobs.c.dref,
                         jobs.c.attempt,
                         jobs.c.queue,
@@ -673,13 +812,28 @@ class PipelineDB:
                 )
             )
         parsed = {row.id: (row, _with_scheduling(row)) for row in rows}
-        needed = {d for _, drv in parsed.values() for d in drv.input_drefs().values()}
-        chosen = self._chosen_realizations(conn, sorted(needed))
+        wanted = {
+            (row.pipeline_id, d) for row, drv in parsed.values() for d in drv.input_drefs().values()
+        }
+        chosen = self._chosen_realizations(conn, sorted(wanted))
         claimed = []
         for job_id in job_ids:
             row, drv = parsed[job_id]
-            inputs = {name: chosen[d] for name, d in drv.input_drefs().items() if d in chosen}
-            claimed.append(ClaimedJob(row.id, row.dref, drv, row.attempt, inputs, row.sealed))
+            inputs: dict[str, InputRealization] = {}
+            choices: dict[str, tuple[InputRealization, ...]] = {}
+            errors: dict[str, str] = {}
+            for name, d in drv.input_drefs().items():
+                matcher, picked = chosen[(row.pipeline_id, d)]
+                if isinstance(picked, str):
+                    errors[name] = picked
+                    continue
+                found = tuple(InputRealization(c.rref, c.output) for c in picked)
+                inputs[name] = found[0]
+                if not matcher.single:
+                    choices[name] = found
+            claimed.append(
+                ClaimedJob(row.id, row.dref, drv, row.attempt, inputs, row.sealed, choices, errors)
+            )
         return claimed
 
     async def finish(
@@ -701,6 +855,7 @@ class PipelineDB:
 
         def tx(conn: Connection) -> Any:
             if successes:
+                known = self._known_rrefs(conn, [s.rref for s in successes])
                 conn.execute(
                     self._insert_ignore(realizations),
                     [
@@ -719,13 +874,18 @@ class PipelineDB:
                         for s in successes
                     ],
                 )
+                again = self._build_again(conn, worker, successes, known, ts)
                 done_ids = self._end_jobs(
                     conn,
-                    [(x.job_id, S.DONE, "Built", x.rref, x.log) for x in successes],
+                    [
+                        (x.job_id, S.DONE, "Built", x.rref, x.log)
+                        for x in successes
+                        if x.job_id not in again
+                    ],
                     ts,
                     worker,
                 )
-                outcome.released = self._release_dependents(conn, done_ids, ts)
+                outcome.released = [*self._release_dependents(conn, done_ids, ts), *again]
             if failures:
                 # retried at once (no backoff): queued, or claimed below, like released jobs
                 outcome.released.extend(self._fail(conn, worker, failures, ts))
@@ -745,6 +905,68 @@ class PipelineDB:
 
         await self.engines.write(tx)
         return outcome
+
+    def _known_rrefs(self, conn: Connection, rrefs: Sequence[str]) -> set[str]:
+        known: set[str] = set()
+        for part in chunks(sorted(set(rrefs))):
+            rows = conn.execute(select(realizations.c.rref).where(realizations.c.rref.in_(part)))
+            known.update(r[0] for r in rows)
+        return known
+
+    def _build_again(
+        self,
+        conn: Connection,
+        worker: str,
+        successes: Sequence[BuildSuccess],
+        known: set[str],
+        ts: datetime,
+    ) -> list[int]:
+        """The ``some(n)`` jobs to build once more: Waiting again, to be queued.
+
+        A some(n) job builds until its derivation has n realizations with its context:
+        one build at a time, each a new attempt. A build that yields an RRef already
+        known is deterministic: building again would yield it again, so the job is done
+        with what exists (a dependent sees those).
+        """
+        again: list[tuple[BuildSuccess, int, int]] = []
+        for s in successes:
+            m = s.matcher
+            if m is None or m.kind != "some" or s.rref in known:
+                continue
+            count = conn.execute(
+                select(func.count())
+                .select_from(realizations)
+                .where(
+                    realizations.c.dref == s.dref,
+                    realizations.c.context == json.dumps(s.context, sort_keys=True),
+                )
+            ).scalar_one()
+            if count < (m.n or 1):
+                again.append((s, count, m.n or 1))
+        held = self._held(conn, [s.job_id for s, _, _ in again], worker)
+        requeued: list[int] = []
+        for s, count, n in again:
+            if s.job_id not in held:
+                continue
+            minor = f"Built {count} of {n} realizations (some({n})): building another"
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == s.job_id)
+                .values(
+                    status=S.WAITING.value,
+                    minor_status=minor,
+                    updated=ts,
+                    rref=s.rref,
+                    log=s.log,
+                    attempt=jobs.c.attempt + 1,
+                    worker=None,
+                    heartbeat=None,
+                    not_before=None,
+                )
+            )
+            self._history(conn, [s.job_id], S.WAITING, minor, "worker", ts)
+            requeued.append(s.job_id)
+        return requeued
 
     def _queues(self, conn: Connection, job_ids: Sequence[int]) -> dict[int, str]:
         """The queue of each job."""

@@ -96,6 +96,9 @@ jobs = Table(
     Index("ix_jobs_status", "status"),
     Index("ix_jobs_dref", "dref"),
     Index("ix_jobs_status_queue", "status", "queue"),
+    # the jobs API's searches (migration 0005): by name (``like 'prefix%'``), by pipeline
+    Index("ix_jobs_name", "name"),
+    Index("ix_jobs_pipeline", "pipeline_id"),
 )
 
 # job_id needs input_job_id's realization before it can run
@@ -153,6 +156,18 @@ realizations = Table(
     Column("finished", UTCDateTime),
     Column("created", UTCDateTime, nullable=False),
     Index("ix_realizations_dref", "dref"),
+)
+
+# Named realizations: the roots of garbage collection (like Nix's gcroots). A pinned
+# realization and its whole closure (inputs, trees, logs) are never collected.
+pins = Table(
+    "pins",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("rref", ForeignKey("realizations.rref"), nullable=False),
+    Column("owner", String(255), nullable=False),
+    Column("created", UTCDateTime, nullable=False),
+    Index("ix_pins_rref", "rref"),
 )
 
 workers = Table(

@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, StreamingResponse
 
 from diracx.core.canonical import is_digest
+from diracx.core.exceptions import CorruptObjectError
 from diracx.core.models import (
     BlobInfo,
     BlobUpload,
@@ -184,6 +185,10 @@ async def download_blob(digest: BlobDigest, store: StoreDep) -> Response:
     if size <= CHUNK_SIZE:
         data = await anyio.to_thread.run_sync(store.read_bytes, digest)
         return Response(data, media_type="application/octet-stream", headers=headers)
+    # A stream is checked at its end, after the status is sent: check the blob first, so
+    # that a corrupt one is a clear error and not a broken stream (it costs a second read)
+    if not await anyio.to_thread.run_sync(store.verify, digest):
+        raise CorruptObjectError(f"blob {digest} is corrupt: run dirac store verify")
     return StreamingResponse(
         store.iter_chunks(digest), media_type="application/octet-stream", headers=headers
     )

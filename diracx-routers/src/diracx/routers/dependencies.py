@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 
 from diracx.core.settings import ServiceSettings
 from diracx.core.store import LocalStore
+from diracx.db.jobs import JobDB
 from diracx.db.os import S3Store
 from diracx.db.pipelines import PipelineDB
 from diracx.routers.queue import JobQueue
@@ -27,6 +28,15 @@ def get_pipeline_db(request: Request) -> PipelineDB:
     return db
 
 
+def get_job_db(request: Request) -> JobDB:
+    """The jobs API's DB, on the pipeline DB's engines (made once per app)."""
+    engines = get_pipeline_db(request).engines
+    db: JobDB | None = getattr(request.app.state, "job_db", None)
+    if db is None or db.engines is not engines:
+        db = request.app.state.job_db = JobDB(engines)
+    return db
+
+
 def get_store(request: Request) -> LocalStore | S3Store:
     store: LocalStore | S3Store = request.app.state.store
     return store
@@ -39,5 +49,6 @@ def get_job_queue(request: Request) -> JobQueue:
 
 Settings = Annotated[ServiceSettings, Depends(get_settings)]
 PipelineDBDep = Annotated[PipelineDB, Depends(get_pipeline_db)]
+JobDBDep = Annotated[JobDB, Depends(get_job_db)]
 StoreDep = Annotated[LocalStore | S3Store, Depends(get_store)]
 JobQueueDep = Annotated[JobQueue, Depends(get_job_queue)]

@@ -7,11 +7,14 @@ from diracx.core.models import JobInfo, KillResponse
 from diracx.routers.auth import CurrentUser, NormalUserAccess
 from diracx.routers.dependencies import PipelineDBDep
 from diracx.routers.errors import ErrorResponse
+from diracx.routers.job_search import router as job_search_router
 from diracx.routers.logic import kill_job as kill_job_logic
 from diracx.routers.params import JobId
 from diracx.routers.routing import DiracxRouter
 
 router = DiracxRouter(policy=NormalUserAccess, prefix="/jobs", tags=["jobs"])
+# search, summary, status updates, history, delete, reschedule (DIRAC's jobs API)
+router.include_router(job_search_router)
 
 
 @router.get("/{job_id}", responses={404: {"model": ErrorResponse, "description": "No such job"}})

@@ -13,7 +13,13 @@ import anyio
 import anyio.to_thread
 
 from diracx.core.builders import unhashed_fields
-from diracx.core.derivation import Derivation, PipelineSubmission, TreeInput, plan_order
+from diracx.core.derivation import (
+    Derivation,
+    PipelineSubmission,
+    TreeInput,
+    forced_drefs,
+    plan_order,
+)
 from diracx.core.exceptions import (
     ConflictError,
     CorruptObjectError,
@@ -69,8 +75,11 @@ async def submit(
     need are sealed with *secret_key* and stored with their jobs.
     """
     ordered = await anyio.to_thread.run_sync(instantiate, submission, store)
+    forced = forced_drefs(submission)
     extras, sealed = job_extras(ordered, submission, secret_key)
-    outcome = await db.submit(owner, ordered, submission.targets, extras=extras, secrets=sealed)
+    outcome = await db.submit(
+        owner, ordered, submission.targets, extras=extras, secrets=sealed, force=forced
+    )
     await queue.enqueue(outcome.to_queue())
     return outcome.pipeline
 

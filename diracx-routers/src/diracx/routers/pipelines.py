@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import Query, status
 
 from diracx.core.derivation import PipelineSubmission
+from diracx.core.matching import PipelinePlan
 from diracx.core.models import KillResponse, PipelineEvents, PipelineInfo, SubmitResponse
 from diracx.routers.auth import CurrentUser, NormalUserAccess
 from diracx.routers.dependencies import JobQueueDep, PipelineDBDep, Settings, StoreDep
@@ -19,6 +20,7 @@ from diracx.routers.logic import (
 )
 from diracx.routers.logic import kill_pipeline as kill_pipeline_logic
 from diracx.routers.params import PipelineId
+from diracx.routers.planning import plan_pipeline as plan_logic
 from diracx.routers.routing import DiracxRouter
 
 router = DiracxRouter(policy=NormalUserAccess, prefix="/pipelines", tags=["pipelines"])
@@ -54,6 +56,22 @@ async def submit_pipeline(
         submission, owner=user.sub, db=db, store=store, queue=queue, secret_key=key
     )
     return SubmitResponse(pipeline=pipeline)
+
+
+@router.post(
+    "/plan",
+    responses={
+        400: {
+            "model": ErrorResponse,
+            "description": "The pipeline is invalid (or the client too old)",
+        }
+    },
+)
+async def plan_pipeline(submission: PipelineSubmission, db: PipelineDBDep) -> PipelinePlan:
+    """A dry run: the same body as a submission; for every stage, whether it would be
+    reused or built, and why ("cached (RRef …)", "never built", "input 'x' changed",
+    "matcher some(3): 1 of 3", "forced"). Nothing is recorded."""
+    return await plan_logic(submission, db)
 
 
 @router.get("/{pipeline_id}", responses=NOT_FOUND)

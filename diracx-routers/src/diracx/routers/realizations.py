@@ -9,6 +9,8 @@ from diracx.routers.dependencies import PipelineDBDep
 from diracx.routers.errors import ErrorResponse
 from diracx.routers.params import DRefPath, RRefPath
 from diracx.routers.routing import DiracxRouter
+from diracx.routers.store import router as store_router
+from diracx.routers.store_gc import router as store_gc_router
 
 router = DiracxRouter(policy=NormalUserAccess, tags=["realizations"])
 
@@ -29,3 +31,9 @@ async def get_realization(rref: RRefPath, db: PipelineDBDep) -> RealizationInfo:
 async def list_realizations(dref: DRefPath, db: PipelineDBDep) -> list[RealizationInfo]:
     """Every realization of a derivation, oldest first (empty if it was never built)."""
     return await db.realizations_of(dref)
+
+
+# The store routes (/api/store/...) are served with the realizations: a service of
+# their own would need a new entry point, hence a reinstall of diracx-routers.
+router.include_router(store_router)
+router.include_router(store_gc_router)  # pins and garbage collection (/api/store/...)

@@ -11,6 +11,7 @@ a round trip through the broker; the rest go back to the broker.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import secrets
@@ -25,7 +26,15 @@ from diracx.core.broker import QueuedJob, WorkerCapacity
 from diracx.core.derivation import TreeInput, realization_ref
 from diracx.core.secrets import SecretBox, SecretsError
 from diracx.core.settings import ServiceSettings
-from diracx.core.tree import ingest_directory, load_tree, materialize_tree, remove_tree
+from diracx.core.store import BlobStore
+from diracx.core.tree import (
+    Tree,
+    TreeEntry,
+    ingest_directory,
+    load_tree,
+    materialize_tree,
+    remove_tree,
+)
 from diracx.db.migrate import wait_for_schema
 from diracx.db.os import S3Store, open_store
 from diracx.db.pipelines import BuildFailure, BuildSuccess, ClaimedJob, PipelineDB
@@ -48,6 +57,9 @@ PASS_ON_DELAY = 1.0
 # reschedule after it was thought lost): a killed build stops within about this long.
 HELD_POLL_SECONDS = 0.5
 BuildOutcome = BuildSuccess | BuildFailure
+# A build reports metrics (for ``best`` matchers) as a JSON object in out/metrics.json.
+METRICS_FILE = "metrics.json"
+METRICS_MAX_BYTES = 1 << 20
 
 
 def new_worker_id() -> str:
@@ -301,19 +313,24 @@ class WorkerRuntime:
     async def _build(self, job: ClaimedJob) -> BuildOutcome:
         """Materialize inputs, run the executor, ingest outputs; never raises."""
         scratch = self.scratch_root / f"{job.id}-{job.attempt}"
+        if job.input_errors:  # an input's matcher failed: nothing to build from
+            name, why = sorted(job.input_errors.items())[0]
+            return BuildFailure(job.id, f"input {name!r}: {why}"[:512], None)
         await self._slots.acquire(job.cpus)
         started = datetime.now(UTC)
         self._running.add(job.id)
         try:
             executor = get_executor(job.derivation.builder["executor"])
-            await asyncio.to_thread(self._prepare, job, scratch, not executor.materializes_inputs)
+            inputs = await asyncio.to_thread(
+                self._prepare, job, scratch, not executor.materializes_inputs
+            )
             request = BuildRequest(
                 job.id,
                 job.dref,
                 job.derivation,
                 scratch,
                 store=self.store,
-                inputs=input_trees(job),
+                inputs=inputs,
                 data_dir=self.settings.data_dir,
                 secrets=self._open_secrets(job),
             )
@@ -347,21 +364,24 @@ class WorkerRuntime:
             )
         return SecretBox(self.settings.secret_key.get_secret_value()).open(job.secrets)
 
-    def _prepare(self, job: ClaimedJob, scratch: Path, materialize: bool = True) -> None:
+    def _prepare(self, job: ClaimedJob, scratch: Path, materialize: bool = True) -> dict[str, str]:
+        """Make the scratch directory, materialize the inputs; return the tree of each."""
         if scratch.exists():  # left by an earlier attempt of this worker
             remove_tree(scratch)
         prepare_scratch(scratch, job.derivation)
+        inputs = input_trees(job, self.store)
         if not materialize:  # the executor reads what it needs from the store itself
-            return
-        trees = {scratch / "inputs" / name: tree for name, tree in input_trees(job).items()}
+            return inputs
+        trees = {scratch / "inputs" / name: tree for name, tree in inputs.items()}
         source = job.derivation.builder.get("source")
         if job.derivation.builder["executor"] == "python" and isinstance(source, str):
             trees[scratch / "source"] = source
         if self.cache is not None:  # fetched into the cache once, materialized from it
             self.cache.materialize(trees)
-            return
+            return inputs
         for dest, tree in trees.items():
             materialize_tree(self.store, load_tree(self.store, tree), dest)
+        return inputs
 
     def _ingest(
         self, job: ClaimedJob, scratch: Path, ok: bool, reason: str, started: datetime
@@ -383,11 +403,17 @@ class WorkerRuntime:
             if self.cache is not None and log_digest is not None:
                 self.cache.publish([log_digest])
             return BuildFailure(job.id, reason, log_digest)
+        try:
+            metrics = read_metrics(scratch / "out" / METRICS_FILE)
+        except ValueError as exc:
+            if self.cache is not None and log_digest is not None:
+                self.cache.publish([log_digest])
+            return BuildFailure(job.id, str(exc)[:512], log_digest)
         tree = ingest_directory(store, scratch / "out", move=True)
         if self.cache is not None:
             logs = [log_digest] if log_digest is not None else []
             self.cache.publish([*logs, *sorted(tree.blob_digests()), tree.digest])
-        context = {name: [r.rref] for name, r in job.inputs.items()}
+        context = job.context()
         return BuildSuccess(
             job_id=job.id,
             dref=job.dref,
@@ -397,16 +423,53 @@ class WorkerRuntime:
             log=log_digest,
             started=started,
             finished=datetime.now(UTC),
+            metrics=metrics,
+            matcher=job.derivation.matcher,
         )
 
 
-def input_trees(job: ClaimedJob) -> dict[str, str]:
-    """The tree each input of the job is materialized from: a tree input as given,
-    a derivation input as the output of the realization its matcher chose."""
+def read_metrics(path: Path) -> dict[str, Any]:
+    """The metrics a build reported (``out/metrics.json``, a JSON object; {} if absent).
+    The file stays in the outputs."""
+    if not path.is_file() or path.is_symlink():
+        return {}
+    if path.stat().st_size > METRICS_MAX_BYTES:
+        raise ValueError(f"{METRICS_FILE} is larger than {METRICS_MAX_BYTES} bytes")
+    try:
+        doc = json.loads(path.read_bytes())
+    except ValueError as exc:
+        raise ValueError(f"{METRICS_FILE} is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"{METRICS_FILE} must hold a JSON object (metric name -> value)")
+    return doc
+
+
+def stacked_tree(store: BlobStore, outputs: Sequence[str]) -> str:
+    """One tree holding each of *outputs* under ``0/``, ``1/``...: an input whose
+    matcher chose several realizations (stored, so every executor can read it)."""
+    entries: dict[str, TreeEntry] = {}
+    for k, digest in enumerate(outputs):
+        tree = load_tree(store, digest)
+        entries.update((f"{k}/{path}", entry) for path, entry in tree.entries.items())
+        if not tree.entries:
+            entries[str(k)] = TreeEntry("directory")
+    stacked = Tree(entries)
+    store.put_bytes(stacked.manifest_bytes())
+    return stacked.digest
+
+
+def input_trees(job: ClaimedJob, store: BlobStore | None = None) -> dict[str, str]:
+    """The tree each input of the job is materialized from: a tree input as given, a
+    derivation input as the output of the realization its matcher chose, or, when its
+    matcher may choose several, the outputs of all it chose stacked (*store* needed)."""
     trees: dict[str, str] = {}
     for name, value in job.derivation.inputs.items():
         if isinstance(value, TreeInput):
             trees[name] = value.tree
+        elif name in job.choices:
+            if store is None:
+                raise ValueError(f"input {name!r} has several realizations: a store is needed")
+            trees[name] = stacked_tree(store, [r.output for r in job.choices[name]])
         else:
             trees[name] = job.inputs[name].output
     return trees

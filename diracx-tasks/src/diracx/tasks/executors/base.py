@@ -3,7 +3,9 @@
 An executor runs one build in a scratch directory prepared by the worker::
 
     scratch/
-      inputs/<name>/   each input's output tree, materialized read-only (by the worker)
+      inputs/<name>/   each input's output tree, materialized read-only (by the worker);
+                       inputs/<name>/<k>/ for each realization a matcher such as some(n)
+                       chose (one stacked tree, see ``runtime.stacked_tree``)
       source/          python executor: the module's source tree (by the worker)
       out/             empty; the build writes its outputs here ($OUT)
       work/            the working directory and $HOME

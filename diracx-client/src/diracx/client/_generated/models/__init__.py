@@ -2,6 +2,13 @@
 
 from .blob_info import BlobInfo
 from .blob_upload import BlobUpload
+from .closure import Closure
+from .closure_blobs import ClosureBlobs
+from .closure_import import ClosureImport
+from .closure_realization import ClosureRealization
+from .closure_realization_context import ClosureRealizationContext
+from .closure_realization_metrics import ClosureRealizationMetrics
+from .closure_request import ClosureRequest
 from .complete_upload import CompleteUpload
 from .derivation import Derivation
 from .derivation_builder import DerivationBuilder
@@ -9,42 +16,82 @@ from .derivation_config import DerivationConfig
 from .derivation_inputs import DerivationInputs
 from .drv_input import DrvInput
 from .error_response import ErrorResponse
+from .gc_realization import GCRealization
+from .gc_report import GCReport
+from .gc_request import GCRequest
+from .import_result import ImportResult
+from .job_action_response import JobActionResponse
 from .job_event import JobEvent
 from .job_info import JobInfo
+from .job_search_request import JobSearchRequest
 from .job_status import JobStatus
+from .job_status_result import JobStatusResult
+from .job_status_update import JobStatusUpdate
+from .job_status_update_response import JobStatusUpdateResponse
+from .job_status_update_response_failed import JobStatusUpdateResponseFailed
+from .job_status_update_response_success import JobStatusUpdateResponseSuccess
+from .job_summary_request import JobSummaryRequest
 from .kill_response import KillResponse
 from .live_status import LiveStatus
 from .matcher import Matcher
+from .matcher_kind import MatcherKind
+from .matcher_mode_type_0 import MatcherModeType0
 from .metadata import Metadata
 from .missing_blobs_request import MissingBlobsRequest
 from .missing_blobs_response import MissingBlobsResponse
+from .missing_object import MissingObject
 from .multipart_upload import MultipartUpload
+from .pin_info import PinInfo
+from .pin_request import PinRequest
 from .pipeline_events import PipelineEvents
 from .pipeline_info import PipelineInfo
 from .pipeline_info_counts import PipelineInfoCounts
 from .pipeline_info_status import PipelineInfoStatus
+from .pipeline_plan import PipelinePlan
 from .pipeline_submission import PipelineSubmission
 from .pipeline_submission_derivations import PipelineSubmissionDerivations
 from .pipeline_submission_secrets import PipelineSubmissionSecrets
+from .planned_stage import PlannedStage
+from .planned_stage_action import PlannedStageAction
+from .provenance import Provenance
+from .provenance_realizations import ProvenanceRealizations
+from .provenance_trees import ProvenanceTrees
+from .provenance_trees_additional_property import ProvenanceTreesAdditionalProperty
 from .ready_status import ReadyStatus
 from .realization_info import RealizationInfo
 from .realization_info_context import RealizationInfoContext
 from .realization_info_metrics import RealizationInfoMetrics
+from .realization_size import RealizationSize
 from .scheduling import Scheduling
+from .search_jobs_response_200_item import SearchJobsResponse200Item
+from .search_spec import SearchSpec
+from .set_job_statuses_body import SetJobStatusesBody
 from .single_upload import SingleUpload
 from .single_upload_headers import SingleUploadHeaders
+from .size_report import SizeReport
+from .size_request import SizeRequest
+from .sort_spec import SortSpec
 from .stage_info import StageInfo
 from .status_history_entry import StatusHistoryEntry
 from .submit_response import SubmitResponse
+from .summarize_jobs_response_200_item import SummarizeJobsResponse200Item
 from .tree_input import TreeInput
 from .upload_part_url import UploadPartURL
 from .upload_plans import UploadPlans
 from .validation_error_response import ValidationErrorResponse
 from .validation_problem import ValidationProblem
+from .verify_report import VerifyReport
 
 __all__ = (
     "BlobInfo",
     "BlobUpload",
+    "Closure",
+    "ClosureBlobs",
+    "ClosureImport",
+    "ClosureRealization",
+    "ClosureRealizationContext",
+    "ClosureRealizationMetrics",
+    "ClosureRequest",
     "CompleteUpload",
     "Derivation",
     "DerivationBuilder",
@@ -52,36 +99,69 @@ __all__ = (
     "DerivationInputs",
     "DrvInput",
     "ErrorResponse",
+    "GCRealization",
+    "GCReport",
+    "GCRequest",
+    "ImportResult",
+    "JobActionResponse",
     "JobEvent",
     "JobInfo",
+    "JobSearchRequest",
     "JobStatus",
+    "JobStatusResult",
+    "JobStatusUpdate",
+    "JobStatusUpdateResponse",
+    "JobStatusUpdateResponseFailed",
+    "JobStatusUpdateResponseSuccess",
+    "JobSummaryRequest",
     "KillResponse",
     "LiveStatus",
     "Matcher",
+    "MatcherKind",
+    "MatcherModeType0",
     "Metadata",
     "MissingBlobsRequest",
     "MissingBlobsResponse",
+    "MissingObject",
     "MultipartUpload",
+    "PinInfo",
+    "PinRequest",
     "PipelineEvents",
     "PipelineInfo",
     "PipelineInfoCounts",
     "PipelineInfoStatus",
+    "PipelinePlan",
     "PipelineSubmission",
     "PipelineSubmissionDerivations",
     "PipelineSubmissionSecrets",
+    "PlannedStage",
+    "PlannedStageAction",
+    "Provenance",
+    "ProvenanceRealizations",
+    "ProvenanceTrees",
+    "ProvenanceTreesAdditionalProperty",
     "ReadyStatus",
     "RealizationInfo",
     "RealizationInfoContext",
     "RealizationInfoMetrics",
+    "RealizationSize",
     "Scheduling",
+    "SearchJobsResponse200Item",
+    "SearchSpec",
+    "SetJobStatusesBody",
     "SingleUpload",
     "SingleUploadHeaders",
+    "SizeReport",
+    "SizeRequest",
+    "SortSpec",
     "StageInfo",
     "StatusHistoryEntry",
     "SubmitResponse",
+    "SummarizeJobsResponse200Item",
     "TreeInput",
     "UploadPartURL",
     "UploadPlans",
     "ValidationErrorResponse",
     "ValidationProblem",
+    "VerifyReport",
 )

@@ -29,7 +29,18 @@ class Derivation:
             name (str):
             config (DerivationConfig | Unset):
             inputs (DerivationInputs | Unset):
-            matcher (Matcher | Unset): Which realizations of a derivation count. ``only``: deterministic, at most one.
+            matcher (Matcher | Unset): Which realizations of a derivation count: data, evaluated on the server
+                (``diracx.core.matching``). Part of the DRef: a changed matcher is another derivation.
+
+                - ``only`` (default): deterministic, exactly one; a second, different realization
+                  (same inputs) is an error that shows both.
+                - ``latest(n)``: the newest *n* (at least one, built if there is none).
+                - ``all``: every realization (at least one).
+                - ``some(n)``: built until *n* distinct realizations exist; picks all of them.
+                - ``best(metric, n, mode)``: the *n* with the highest (``mode="higher"``) or lowest
+                  value of a metric the builder reported in ``metrics.json`` (at least one).
+                - ``exact(rrefs)``: exactly these realizations of a stage of the same name (built
+                  under another matcher: the RRefs cannot be of this very DRef); never builds.
             scheduling (Scheduling | Unset): Where and how a derivation's job runs: not what it builds, so not part of the
                 DRef.
 

@@ -25,17 +25,23 @@ class PipelineSubmission:
         Attributes:
             derivations (PipelineSubmissionDerivations):
             targets (list[str]):
+            force (list[str] | Unset): stages (by name or DRef) to build again even if their matcher is satisfied
             secrets (PipelineSubmissionSecrets | Unset): secret name -> value, for the steps that name secrets
     """
 
     derivations: PipelineSubmissionDerivations
     targets: list[str]
+    force: list[str] | Unset = UNSET
     secrets: PipelineSubmissionSecrets | Unset = UNSET
 
     def to_dict(self) -> dict[str, Any]:
         derivations = self.derivations.to_dict()
 
         targets = self.targets
+
+        force: list[str] | Unset = UNSET
+        if not isinstance(self.force, Unset):
+            force = self.force
 
         secrets: dict[str, Any] | Unset = UNSET
         if not isinstance(self.secrets, Unset):
@@ -49,6 +55,8 @@ class PipelineSubmission:
                 "targets": targets,
             }
         )
+        if force is not UNSET:
+            field_dict["force"] = force
         if secrets is not UNSET:
             field_dict["secrets"] = secrets
 
@@ -66,6 +74,8 @@ class PipelineSubmission:
 
         targets = cast(list[str], d.pop("targets"))
 
+        force = cast(list[str], d.pop("force", UNSET))
+
         _secrets = d.pop("secrets", UNSET)
         secrets: PipelineSubmissionSecrets | Unset
         if isinstance(_secrets, Unset):
@@ -76,6 +86,7 @@ class PipelineSubmission:
         pipeline_submission = cls(
             derivations=derivations,
             targets=targets,
+            force=force,
             secrets=secrets,
         )
 

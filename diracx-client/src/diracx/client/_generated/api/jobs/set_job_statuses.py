@@ -1,0 +1,202 @@
+from http import HTTPStatus
+from typing import Any
+
+import httpx
+
+from ... import errors
+from ...client import AuthenticatedClient, Client
+from ...models.error_response import ErrorResponse
+from ...models.job_status_update_response import JobStatusUpdateResponse
+from ...models.set_job_statuses_body import SetJobStatusesBody
+from ...models.validation_error_response import ValidationErrorResponse
+from ...types import Response
+
+
+def _get_kwargs(
+    *,
+    body: SetJobStatusesBody,
+) -> dict[str, Any]:
+    headers: dict[str, Any] = {}
+
+    _kwargs: dict[str, Any] = {
+        "method": "patch",
+        "url": "/api/jobs/status",
+    }
+
+    _kwargs["json"] = body.to_dict()
+
+    headers["Content-Type"] = "application/json"
+
+    _kwargs["headers"] = headers
+    return _kwargs
+
+
+def _parse_response(
+    *, client: AuthenticatedClient | Client, response: httpx.Response
+) -> ErrorResponse | JobStatusUpdateResponse | ValidationErrorResponse | None:
+    if response.status_code == 200:
+        response_200 = JobStatusUpdateResponse.from_dict(response.json())
+
+        return response_200
+
+    if response.status_code == 400:
+        response_400 = ErrorResponse.from_dict(response.json())
+
+        return response_400
+
+    if response.status_code == 401:
+        response_401 = ErrorResponse.from_dict(response.json())
+
+        return response_401
+
+    if response.status_code == 403:
+        response_403 = ErrorResponse.from_dict(response.json())
+
+        return response_403
+
+    if response.status_code == 422:
+        response_422 = ValidationErrorResponse.from_dict(response.json())
+
+        return response_422
+
+    if client.raise_on_unexpected_status:
+        raise errors.UnexpectedStatus(response.status_code, response.content)
+    else:
+        return None
+
+
+def _build_response(
+    *, client: AuthenticatedClient | Client, response: httpx.Response
+) -> Response[ErrorResponse | JobStatusUpdateResponse | ValidationErrorResponse]:
+    return Response(
+        status_code=HTTPStatus(response.status_code),
+        content=response.content,
+        headers=response.headers,
+        parsed=_parse_response(client=client, response=response),
+    )
+
+
+def sync_detailed(
+    *,
+    client: AuthenticatedClient,
+    body: SetJobStatusesBody,
+) -> Response[ErrorResponse | JobStatusUpdateResponse | ValidationErrorResponse]:
+    """Set Job Statuses
+
+     Change jobs' status and minor status (DIRAC's ``{job_id: {Status, MinorStatus,
+    Source}}``). Only transitions legal in DIRAC's state machine, to Failed, Killed or
+    Stalled (the others are DiracX's own); each refused job is listed with the reason
+    and left as it was. Failed or Killed jobs fail the jobs that need them.
+
+    Args:
+        body (SetJobStatusesBody):
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        Response[ErrorResponse | JobStatusUpdateResponse | ValidationErrorResponse]
+    """
+
+    kwargs = _get_kwargs(
+        body=body,
+    )
+
+    response = client.get_httpx_client().request(
+        **kwargs,
+    )
+
+    return _build_response(client=client, response=response)
+
+
+def sync(
+    *,
+    client: AuthenticatedClient,
+    body: SetJobStatusesBody,
+) -> ErrorResponse | JobStatusUpdateResponse | ValidationErrorResponse | None:
+    """Set Job Statuses
+
+     Change jobs' status and minor status (DIRAC's ``{job_id: {Status, MinorStatus,
+    Source}}``). Only transitions legal in DIRAC's state machine, to Failed, Killed or
+    Stalled (the others are DiracX's own); each refused job is listed with the reason
+    and left as it was. Failed or Killed jobs fail the jobs that need them.
+
+    Args:
+        body (SetJobStatusesBody):
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        ErrorResponse | JobStatusUpdateResponse | ValidationErrorResponse
+    """
+
+    return sync_detailed(
+        client=client,
+        body=body,
+    ).parsed
+
+
+async def asyncio_detailed(
+    *,
+    client: AuthenticatedClient,
+    body: SetJobStatusesBody,
+) -> Response[ErrorResponse | JobStatusUpdateResponse | ValidationErrorResponse]:
+    """Set Job Statuses
+
+     Change jobs' status and minor status (DIRAC's ``{job_id: {Status, MinorStatus,
+    Source}}``). Only transitions legal in DIRAC's state machine, to Failed, Killed or
+    Stalled (the others are DiracX's own); each refused job is listed with the reason
+    and left as it was. Failed or Killed jobs fail the jobs that need them.
+
+    Args:
+        body (SetJobStatusesBody):
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        Response[ErrorResponse | JobStatusUpdateResponse | ValidationErrorResponse]
+    """
+
+    kwargs = _get_kwargs(
+        body=body,
+    )
+
+    response = await client.get_async_httpx_client().request(**kwargs)
+
+    return _build_response(client=client, response=response)
+
+
+async def asyncio(
+    *,
+    client: AuthenticatedClient,
+    body: SetJobStatusesBody,
+) -> ErrorResponse | JobStatusUpdateResponse | ValidationErrorResponse | None:
+    """Set Job Statuses
+
+     Change jobs' status and minor status (DIRAC's ``{job_id: {Status, MinorStatus,
+    Source}}``). Only transitions legal in DIRAC's state machine, to Failed, Killed or
+    Stalled (the others are DiracX's own); each refused job is listed with the reason
+    and left as it was. Failed or Killed jobs fail the jobs that need them.
+
+    Args:
+        body (SetJobStatusesBody):
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        ErrorResponse | JobStatusUpdateResponse | ValidationErrorResponse
+    """
+
+    return (
+        await asyncio_detailed(
+            client=client,
+            body=body,
+        )
+    ).parsed

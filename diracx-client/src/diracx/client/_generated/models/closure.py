@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from attrs import define as _attrs_define
+from attrs import field as _attrs_field
+
+if TYPE_CHECKING:
+    from ..models.closure_blobs import ClosureBlobs
+    from ..models.closure_realization import ClosureRealization
+
+
+T = TypeVar("T", bound="Closure")
+
+
+@_attrs_define
+class Closure:
+    """What ``POST /api/store/closure`` answers: the realizations (roots first) and
+    every blob they need, with its size.
+
+        Attributes:
+            blobs (ClosureBlobs): digest -> size of every blob of the closure
+            realizations (list[ClosureRealization]):
+            roots (list[str]):
+    """
+
+    blobs: ClosureBlobs
+    realizations: list[ClosureRealization]
+    roots: list[str]
+    additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        blobs = self.blobs.to_dict()
+
+        realizations = []
+        for realizations_item_data in self.realizations:
+            realizations_item = realizations_item_data.to_dict()
+            realizations.append(realizations_item)
+
+        roots = self.roots
+
+        field_dict: dict[str, Any] = {}
+        field_dict.update(self.additional_properties)
+        field_dict.update(
+            {
+                "blobs": blobs,
+                "realizations": realizations,
+                "roots": roots,
+            }
+        )
+
+        return field_dict
+
+    @classmethod
+    def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
+        from ..models.closure_blobs import ClosureBlobs  # noqa: PLC0415
+        from ..models.closure_realization import ClosureRealization  # noqa: PLC0415
+
+        d = dict(src_dict)
+        blobs = ClosureBlobs.from_dict(d.pop("blobs"))
+
+        realizations = []
+        _realizations = d.pop("realizations")
+        for realizations_item_data in _realizations:
+            realizations_item = ClosureRealization.from_dict(realizations_item_data)
+
+            realizations.append(realizations_item)
+
+        roots = cast(list[str], d.pop("roots"))
+
+        closure = cls(
+            blobs=blobs,
+            realizations=realizations,
+            roots=roots,
+        )
+
+        closure.additional_properties = d
+        return closure
+
+    @property
+    def additional_keys(self) -> list[str]:
+        return list(self.additional_properties.keys())
+
+    def __getitem__(self, key: str) -> Any:
+        return self.additional_properties[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.additional_properties[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.additional_properties[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.additional_properties

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from attrs import define as _attrs_define
+from attrs import field as _attrs_field
+
+from ..models.job_status import JobStatus
+
+T = TypeVar("T", bound="JobActionResponse")
+
+
+@_attrs_define
+class JobActionResponse:
+    """What a delete or a reschedule did to a job.
+
+    Attributes:
+        id (int):
+        minor_status (str):
+        status (JobStatus):
+    """
+
+    id: int
+    minor_status: str
+    status: JobStatus
+    additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        id = self.id
+
+        minor_status = self.minor_status
+
+        status = self.status.value
+
+        field_dict: dict[str, Any] = {}
+        field_dict.update(self.additional_properties)
+        field_dict.update(
+            {
+                "id": id,
+                "minor_status": minor_status,
+                "status": status,
+            }
+        )
+
+        return field_dict
+
+    @classmethod
+    def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
+        d = dict(src_dict)
+        id = d.pop("id")
+
+        minor_status = d.pop("minor_status")
+
+        status = JobStatus(d.pop("status"))
+
+        job_action_response = cls(
+            id=id,
+            minor_status=minor_status,
+            status=status,
+        )
+
+        job_action_response.additional_properties = d
+        return job_action_response
+
+    @property
+    def additional_keys(self) -> list[str]:
+        return list(self.additional_properties.keys())
+
+    def __getitem__(self, key: str) -> Any:
+        return self.additional_properties[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.additional_properties[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.additional_properties[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.additional_properties

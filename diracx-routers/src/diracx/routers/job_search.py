@@ -1,0 +1,122 @@
+"""The jobs API in DIRAC's manner: search, summary, status updates, history, delete and
+reschedule (mounted under ``/api/jobs`` by ``diracx.routers.jobs``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import Query, Response, status
+from pydantic import Field
+
+from diracx.core.job_search import (
+    DEFAULT_PER_PAGE,
+    MAX_PAGE,
+    MAX_PER_PAGE,
+    JobActionResponse,
+    JobSearchRequest,
+    JobStatusUpdate,
+    JobStatusUpdateResponse,
+    JobSummaryRequest,
+)
+from diracx.core.models import StatusHistoryEntry
+from diracx.routers import job_logic
+from diracx.routers.auth import CurrentUser, NormalUserAccess
+from diracx.routers.dependencies import JobDBDep, JobQueueDep
+from diracx.routers.errors import ErrorResponse
+from diracx.routers.job_logic import RangeNotSatisfiableError
+from diracx.routers.params import JobId
+from diracx.routers.routing import DiracxRouter
+
+router = DiracxRouter(policy=NormalUserAccess)
+
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "No such job"}
+}
+_BAD_SEARCH: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Unknown attribute or operator"}
+}
+
+
+@router.post(
+    "/search",
+    response_model=list[dict[str, Any]],
+    responses={
+        **_BAD_SEARCH,
+        206: {"description": "A page of the matches (see Content-Range)"},
+        416: {"model": ErrorResponse, "description": "The page is past the last match"},
+    },
+)
+async def search_jobs(
+    body: JobSearchRequest,
+    db: JobDBDep,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE, description="the page, from 1")] = 1,
+    per_page: Annotated[
+        int, Query(ge=1, le=MAX_PER_PAGE, description="jobs per page")
+    ] = DEFAULT_PER_PAGE,
+) -> Response:
+    """Jobs matching every filter, with the chosen attributes, in the chosen order.
+
+    200 with every match, 206 with a part of them; Content-Range says which
+    (``jobs 0-99/1234``: the 0-based first and last, and the number of matches).
+    """
+    try:
+        answer = await job_logic.search_jobs(db, body, page, per_page)
+    except RangeNotSatisfiableError as exc:
+        return Response(
+            json.dumps({"detail": str(exc)}),
+            status_code=status.HTTP_416_RANGE_NOT_SATISFIABLE,
+            media_type="application/json",
+            headers={"Content-Range": f"jobs */{exc.total}"},
+        )
+    return Response(
+        json.dumps(answer.jobs),
+        status_code=answer.status_code,
+        media_type="application/json",
+        headers={"Content-Range": answer.content_range},
+    )
+
+
+@router.post("/summary", responses=_BAD_SEARCH)
+async def summarize_jobs(body: JobSummaryRequest, db: JobDBDep) -> list[dict[str, Any]]:
+    """The number of matching jobs per distinct value of the grouping attributes
+    (each item: those attributes, and ``count``)."""
+    return await db.summary(body)
+
+
+@router.patch("/status")
+async def set_job_statuses(
+    body: dict[Annotated[int, Field(ge=1, le=2**63 - 1)], JobStatusUpdate], db: JobDBDep
+) -> JobStatusUpdateResponse:
+    """Change jobs' status and minor status (DIRAC's ``{job_id: {Status, MinorStatus,
+    Source}}``). Only transitions legal in DIRAC's state machine, to Failed, Killed or
+    Stalled (the others are DiracX's own); each refused job is listed with the reason
+    and left as it was. Failed or Killed jobs fail the jobs that need them."""
+    return await db.set_status(body)
+
+
+@router.get("/{job_id}/history", responses=_NOT_FOUND)
+async def get_job_history(job_id: JobId, db: JobDBDep) -> list[StatusHistoryEntry]:
+    """A job's status changes, oldest first."""
+    return await db.history(job_id)
+
+
+_CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorResponse, "description": "The job's state does not allow it"}
+}
+
+
+@router.delete("/{job_id}", responses={**_NOT_FOUND, **_CONFLICT})
+async def delete_job(job_id: JobId, user: CurrentUser, db: JobDBDep) -> JobActionResponse:
+    """Mark an ended job (Done, Failed, Killed) Deleted. Its row, history and results
+    stay: pipelines and realizations refer to it."""
+    return await db.delete(job_id, by=user.sub)
+
+
+@router.post("/{job_id}/reschedule", responses={**_NOT_FOUND, **_CONFLICT})
+async def reschedule_job(
+    job_id: JobId, user: CurrentUser, db: JobDBDep, queue: JobQueueDep
+) -> JobActionResponse:
+    """Build a Failed, Killed or Stalled job again: Rescheduled, then Waiting (queued)
+    or Checking (while an input is built), with a new attempt and a fresh retry budget."""
+    return await job_logic.reschedule_job(db, queue, job_id, by=user.sub)
