@@ -128,3 +128,32 @@ async def test_a_deterministic_rebuild_adds_no_realization(db):
     await db.finish("w1", [success(job)], [])
     await db.finish("w1", [success(job)], [])  # a repeated result (e.g. a duplicate message)
     assert len(await db.realizations_of(a.dref)) == 1
+
+
+async def test_concurrent_submissions_of_new_derivations_make_one_job_each(db, db_url):
+    """Eight services submit the same pipeline at the same instant, each through its
+    own engine (its own connections): every derivation gets exactly one job, and the
+    other pipelines join it. (On PostgreSQL there is no job row to lock before the first
+    one exists: a lock per DRef serializes them.)"""
+    stages = [drv("root")]
+    for i in range(30):
+        stages.append(drv(f"s{i}", stages[i // 2]))
+    ordered, targets = submission(*stages)
+    # Known derivations without a live job or a realization (their first build failed):
+    # no row conflicts on insert that would serialize the submissions by chance.
+    first = await db.submit("me", ordered, targets)
+    [root] = await db.claim(first.ready, "w", start=True)
+    await db.finish("w", [], [BuildFailure(root.id, "exit status 1", None)])
+    services = [PipelineDB.from_url(db_url) for _ in range(8)]
+    try:
+        outcomes = await asyncio.gather(*(s.submit("me", ordered, targets) for s in services))
+    finally:
+        for service in services:
+            await service.close()
+    job_of = {}
+    for outcome in outcomes:
+        for stage in outcome.pipeline.stages:
+            assert stage.job_id is not None
+            assert job_of.setdefault(stage.name, stage.job_id) == stage.job_id, stage.name
+    assert len(set(job_of.values())) == len(stages)
+    assert sorted(j for o in outcomes for j in o.ready) == [job_of["root"]]

@@ -14,7 +14,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from diracx.core.broker import (
@@ -494,6 +505,19 @@ class PipelineDB:
         lock: bool,
     ) -> dict[str, StagePlan]:
         drefs = [d for d, _ in ordered]
+        if lock and conn.dialect.name == "postgresql":
+            # Two submissions of the same new derivation at once would each find no
+            # live job (there is no row to lock yet) and both create one: serialize
+            # them on a lock per DRef, taken in one order so they cannot deadlock.
+            # (SQLite runs every write transaction of a process on one thread, and
+            # takes the database lock up front: nothing to do there.)
+            keys = sorted(
+                {int.from_bytes(bytes.fromhex(d[:16]), "big", signed=True) for d in drefs}
+            )
+            conn.execute(
+                text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"),
+                {"keys": keys},
+            )
         # Live jobs first, locked, then realizations: a job that a worker finishes
         # meanwhile is then either still live (its finish waits for our lock) or Done
         # with its realization visible to the next statement (PostgreSQL's READ
