@@ -713,10 +713,10 @@ def _unzstd(f: BinaryIO) -> Callable[[Callable[[bytes], None]], None]:
             try:
                 while chunk := proc.stdout.read(_CHUNK):
                     put(chunk)
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                err = proc.stderr.read().decode(errors="replace").strip()
+            except BaseException:  # our side failed: stop it (at EOF it exits by itself)
+                proc.kill()
+                raise
+            err = proc.stderr.read().decode(errors="replace").strip()
             if proc.wait() != 0:
                 raise LayerFormatError(f"zstd could not decompress the layer: {err}")
 
