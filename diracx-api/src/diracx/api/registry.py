@@ -46,6 +46,7 @@ from diracx.core.oci import (
     NoPlatformMatchError,
     OpenBlob,
     Platform,
+    json_object,
     parse_digest,
     select_manifest,
 )
@@ -497,7 +498,7 @@ class RegistryClient:
         ref = Reference.parse(ref) if isinstance(ref, str) else ref
         body, media_type, digest = self._get_manifest(ref, ref.target)
         index_digest = None
-        doc = _json(body, f"the manifest of {ref}")
+        doc = json_object(body, f"the manifest of {ref}")
         media_type = doc.get("mediaType") or media_type
         if media_type in INDEX_MEDIA_TYPES or "manifests" in doc:
             index_digest = digest
@@ -507,7 +508,7 @@ class RegistryClient:
                 raise NoPlatformMatchError(f"{ref}: {exc}") from None
             target = parse_digest(desc.get("digest"), what="manifest digest")
             body, media_type, digest = self._get_manifest(ref, f"sha256:{target}")
-            doc = _json(body, f"the manifest of {ref}")
+            doc = json_object(body, f"the manifest of {ref}")
             media_type = doc.get("mediaType") or media_type
         if media_type not in MANIFEST_MEDIA_TYPES:
             raise ImageFormatError(
@@ -517,7 +518,7 @@ class RegistryClient:
         config_digest = parse_digest((doc.get("config") or {}).get("digest"), what="config")
         config = bytearray()
         self.fetch_blob(ref, config_digest, config.extend)
-        image = Image.from_oci(doc, _json(bytes(config), f"the image config of {ref}"))
+        image = Image.from_oci(doc, json_object(bytes(config), f"the image config of {ref}"))
         want = platform or Platform.host()
         if index_digest is None and not want.matches(image.platform):
             raise NoPlatformMatchError(f"{ref} is an image for {image.platform}, not for {want}")
@@ -802,16 +803,6 @@ def _read_chunks(f: BinaryIO, size: int, digest: str, progress: Progress | None)
 
 def _with_query(url: str, **params: str) -> str:
     return url + ("&" if "?" in url else "?") + urlencode(params)
-
-
-def _json(data: bytes, what: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(data)
-    except ValueError as exc:
-        raise ImageFormatError(f"{what} is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise ImageFormatError(f"{what} is not a JSON object")
-    return doc
 
 
 def _error_text(resp: httpx.Response) -> str:

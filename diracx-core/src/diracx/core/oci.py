@@ -1604,7 +1604,8 @@ def _read_verified(path: Path, digest: str, what: str) -> bytes:
     return data
 
 
-def _json_object(data: bytes, what: str) -> dict[str, Any]:
+def json_object(data: bytes, what: str) -> dict[str, Any]:
+    """*data* parsed as a JSON object, or ImageFormatError naming *what* it is."""
     try:
         doc = json.loads(data)
     except ValueError as exc:
@@ -1655,13 +1656,13 @@ def read_oci_layout(
     for _ in range(8):  # indexes of indexes, but not forever
         digest = parse_digest(desc.get("digest"), what="manifest digest")
         data = _read_verified(_blob_path(layout, digest), digest, "manifest")
-        doc = _json_object(data, "the manifest")
+        doc = json_object(data, "the manifest")
         media_type = doc.get("mediaType") or desc.get("mediaType")
         if media_type in INDEX_MEDIA_TYPES or "manifests" in doc:
             desc = select_manifest(doc, platform)
             continue
         config_digest = parse_digest((doc.get("config") or {}).get("digest"), what="config")
-        config = _json_object(
+        config = json_object(
             _read_verified(_blob_path(layout, config_digest), config_digest, "image config"),
             "the image config",
         )
@@ -1830,7 +1831,7 @@ def read_docker_archive(
                 f"{archive} holds {len(manifest)} images: pick one with tag= (tags: {tags})"
             )
         config_path, config_digest = member(entry["Config"])
-        config = _json_object(config_path.read_bytes(), "the image config")
+        config = json_object(config_path.read_bytes(), "the image config")
         layer_files = [member(name) for name in entry.get("Layers") or []]
         diff_ids = [parse_digest(d) for d in (config.get("rootfs") or {}).get("diff_ids") or []]
         if len(diff_ids) != len(layer_files):

@@ -90,6 +90,20 @@ class _Commits(Protocol):
     def _commit(self, tmp: Path, digest: str) -> None: ...
 
 
+def write_chunks_to(chunks: Iterable[bytes], dest: Path) -> None:
+    """Write *chunks* to *dest*: beside it first, then renamed, so that a reader never
+    sees part of it; nothing is left behind when the chunks fail (a corrupt blob)."""
+    tmp = dest.with_name(f".{dest.name}.diracx-tmp")
+    try:
+        with open(tmp, "wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 class BlobWriter:
     """Hashes and writes a blob to a temporary file; ``commit`` moves it into place.
 
@@ -315,15 +329,7 @@ class LocalStore:
 
     def copy_to(self, digest: str, dest: Path) -> None:
         """Copy a verified blob to *dest* (written beside it first, then renamed)."""
-        tmp = dest.with_name(f".{dest.name}.diracx-tmp")
-        try:
-            with open(tmp, "wb") as out:
-                for chunk in self.iter_chunks(digest):
-                    out.write(chunk)
-            os.replace(tmp, dest)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        write_chunks_to(self.iter_chunks(digest), dest)
 
     def verify(self, digest: str) -> bool:
         h = hashlib.sha256()

@@ -43,7 +43,7 @@ from diracx.core.canonical import check_is_digest, is_digest
 from diracx.core.exceptions import CorruptObjectError, DiracxError, ObjectNotFoundError
 from diracx.core.models import MAX_BLOB_SIZE, MultipartUpload, SingleUpload, UploadPartURL
 from diracx.core.settings import ServiceSettings
-from diracx.core.store import CHUNK_SIZE, BlobWriter, LocalStore, hash_file
+from diracx.core.store import CHUNK_SIZE, BlobWriter, LocalStore, hash_file, write_chunks_to
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -387,15 +387,7 @@ class S3Store:
 
     def copy_to(self, digest: str, dest: Path) -> None:
         """Copy a verified blob to *dest* (written beside it first, then renamed)."""
-        tmp = dest.with_name(f".{dest.name}.diracx-tmp")
-        try:
-            with open(tmp, "wb") as out:
-                for chunk in self.iter_chunks(digest):
-                    out.write(chunk)
-            os.replace(tmp, dest)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        write_chunks_to(self.iter_chunks(digest), dest)
 
     def download_into(self, local: LocalStore, digest: str) -> int:
         """Fetch a blob into *local* (verified before it is kept); return its size."""

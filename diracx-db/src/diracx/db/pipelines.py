@@ -83,6 +83,23 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def realization_info(r: Any) -> RealizationInfo:
+    """A realization from a row of ``realizations`` joined with its derivation's name."""
+    return RealizationInfo(
+        rref=r.rref,
+        dref=r.dref,
+        name=r.name,
+        output=r.output,
+        context=json.loads(r.context),
+        log=r.log,
+        metrics=json.loads(r.metrics),
+        job_id=r.job_id,
+        started=r.started,
+        finished=r.finished,
+        created=r.created,
+    )
+
+
 def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
@@ -1727,22 +1744,7 @@ class PipelineDB:
             .where(where)
             .order_by(realizations.c.created, realizations.c.rref)
         )
-        return [
-            RealizationInfo(
-                rref=r.rref,
-                dref=r.dref,
-                name=r.name,
-                output=r.output,
-                context=json.loads(r.context),
-                log=r.log,
-                metrics=json.loads(r.metrics),
-                job_id=r.job_id,
-                started=r.started,
-                finished=r.finished,
-                created=r.created,
-            )
-            for r in rows
-        ]
+        return [realization_info(r) for r in rows]
 
 
 __all__ = [

@@ -21,27 +21,11 @@ from diracx.core.models import RealizationInfo
 from diracx.core.store import LocalStore
 from diracx.db.engine import Engines
 from diracx.db.os import S3Store
-from diracx.db.pipelines import chunks
+from diracx.db.pipelines import chunks, realization_info
 from diracx.db.schema import derivations, realizations
 
 MAX_LIST = 10_000
 HEX_RE = re.compile(r"^[0-9a-f]{1,64}\Z")
-
-
-def _info(r: Any) -> RealizationInfo:
-    return RealizationInfo(
-        rref=r.rref,
-        dref=r.dref,
-        name=r.name,
-        output=r.output,
-        context=json.loads(r.context),
-        log=r.log,
-        metrics=json.loads(r.metrics),
-        job_id=r.job_id,
-        started=r.started,
-        finished=r.finished,
-        created=r.created,
-    )
 
 
 def _record(r: Any) -> ClosureRealization:
@@ -92,7 +76,7 @@ class StoreDB:
             query = query.order_by(realizations.c.created.desc(), realizations.c.rref).limit(
                 min(limit, MAX_LIST)
             )
-            return [_info(r) for r in conn.execute(query)]
+            return [realization_info(r) for r in conn.execute(query)]
 
         return await self.engines.read(tx)
 
@@ -144,7 +128,7 @@ class StoreDB:
                     .join(derivations, derivations.c.dref == realizations.c.dref)
                     .where(realizations.c.rref.in_(part))
                 )
-                out.update((r.rref, _info(r)) for r in conn.execute(query))
+                out.update((r.rref, realization_info(r)) for r in conn.execute(query))
             return out
 
         return await self.engines.read(tx)
