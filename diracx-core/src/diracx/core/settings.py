@@ -70,6 +70,18 @@ class ServiceSettings(BaseSettings):
     broker_url: str | None = None
     # The bearer token the service accepts for its local user (the embedded engine mints it)
     service_token: SecretStr | None = None
+    # The configuration (diracx.core.config): a YAML file, or a git repository as
+    # ``git+<repo url or path>#<file in the repo>`` (read at its HEAD). Unset: one local VO.
+    config: str | None = None
+    # Re-read the configuration (file mtime, or git HEAD) at most this often (s)
+    config_reload_interval: float = Field(default=10.0, ge=0)
+    # The service's public URL: the issuer of its tokens and the base of its login links
+    public_url: str = "http://localhost:8000"
+    # Access tokens are short-lived JWTs; refresh tokens rotate on every use
+    access_token_lifetime: int = Field(default=1200, ge=10)  # seconds
+    refresh_token_lifetime: int = Field(default=7 * 24 * 3600, ge=60)  # seconds
+    # A device authorization request waits this long for the user's approval (s)
+    device_flow_lifetime: int = Field(default=600, ge=10)
     # The key that seals the secrets of container steps while their jobs wait
     # (diracx.core.secrets; the embedded engine makes one in data_dir/secret.key).
     # The service and every worker need the same one. Unset: secrets are refused.

@@ -21,6 +21,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
+from diracx.core.config import LOCAL_VO
+
 # Integer primary keys that autoincrement on SQLite (INTEGER) and PostgreSQL (BIGINT).
 BigIntId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -50,8 +52,10 @@ pipelines = Table(
     metadata,
     Column("id", BigIntId, primary_key=True, autoincrement=True),
     Column("owner", String(255), nullable=False),
+    Column("vo", String(64), nullable=False, default=LOCAL_VO),
     Column("created", UTCDateTime, nullable=False),
     Column("targets", Text, nullable=False),  # JSON list of DRefs
+    Index("ix_pipelines_vo", "vo", "id"),
 )
 
 derivations = Table(
@@ -70,6 +74,9 @@ jobs = Table(
     Column("pipeline_id", ForeignKey("pipelines.id"), nullable=False),
     Column("dref", ForeignKey("derivations.dref"), nullable=False),
     Column("name", String(128), nullable=False),
+    # who submitted it (copied from the pipeline: every jobs query filters by VO)
+    Column("vo", String(64), nullable=False, default=LOCAL_VO),
+    Column("owner", String(255), nullable=False, default=""),
     Column("status", String(32), nullable=False),
     Column("minor_status", String(512), nullable=False, default=""),
     Column("worker", String(255)),
@@ -99,6 +106,8 @@ jobs = Table(
     # the jobs API's searches (migration 0005): by name (``like 'prefix%'``), by pipeline
     Index("ix_jobs_name", "name"),
     Index("ix_jobs_pipeline", "pipeline_id"),
+    # migration 0006: the VO filter every user's search carries
+    Index("ix_jobs_vo_status", "vo", "status"),
 )
 
 # job_id needs input_job_id's realization before it can run
@@ -163,11 +172,102 @@ realizations = Table(
 pins = Table(
     "pins",
     metadata,
+    Column("vo", String(64), primary_key=True, default=LOCAL_VO),  # names are per VO
     Column("name", String(255), primary_key=True),
     Column("rref", ForeignKey("realizations.rref"), nullable=False),
     Column("owner", String(255), nullable=False),
     Column("created", UTCDateTime, nullable=False),
     Index("ix_pins_rref", "rref"),
+)
+
+# -- VO visibility (migration 0006) ---------------------------------------------------------
+# The store is shared and content-addressed, but a VO sees only what it made or proved it
+# has: the realizations its jobs produced (or imported), and the blobs it uploaded or its
+# realizations contain. A digest outside these tables is "missing" for that VO, even if
+# another VO stored it; uploading it again only records the claim (the bytes are kept once).
+
+realization_vos = Table(
+    "realization_vos",
+    metadata,
+    Column("rref", ForeignKey("realizations.rref"), primary_key=True),
+    Column("vo", String(64), primary_key=True),
+    Column("created", UTCDateTime, nullable=False),
+    Index("ix_realization_vos_vo", "vo"),
+)
+
+blob_vos = Table(
+    "blob_vos",
+    metadata,
+    Column("digest", Digest, primary_key=True),
+    Column("vo", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),  # counted against the VO's store_bytes quota
+    Column("created", UTCDateTime, nullable=False),
+    Index("ix_blob_vos_vo", "vo"),
+)
+
+# -- the authorization server (migration 0006) ----------------------------------------------
+
+# Keys that sign access tokens. The newest unretired one signs; every unretired key is
+# published at /.well-known/jwks.json, so a rotation does not invalidate live tokens.
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("algorithm", String(16), nullable=False),
+    Column("private_key", Text, nullable=False),  # PEM, sealed with DIRACX_SECRET_KEY
+    Column("public_jwk", Text, nullable=False),  # JSON
+    Column("created", UTCDateTime, nullable=False),
+    Column("retired", UTCDateTime),  # no longer published (set after the tokens expire)
+)
+
+# One login: its refresh tokens rotate within the family; revoking the family (logout, or
+# reuse of a rotated refresh token) also refuses the access tokens that carry its id.
+token_families = Table(
+    "token_families",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("sub", String(255), nullable=False),
+    Column("preferred_username", String(255), nullable=False),
+    Column("vo", String(64), nullable=False),
+    Column("group", String(64), nullable=False),
+    Column("client_id", String(255), nullable=False),
+    Column("created", UTCDateTime, nullable=False),
+    Column("revoked", UTCDateTime),
+    Column("revoked_reason", String(255)),
+    Index("ix_token_families_sub", "sub"),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("token_hash", Digest, primary_key=True),  # SHA-256 of the token: never the token
+    Column("family_id", ForeignKey("token_families.id"), nullable=False),
+    Column("issued", UTCDateTime, nullable=False),
+    Column("expires", UTCDateTime, nullable=False),
+    Column("rotated", UTCDateTime),  # used once: its successor is the live one
+    Index("ix_refresh_tokens_family", "family_id"),
+)
+
+# RFC 8628 device authorization requests, and the browser leg that approves them (the
+# PKCE verifier and state of an external identity provider's authorization code flow).
+device_flows = Table(
+    "device_flows",
+    metadata,
+    Column("device_code_hash", Digest, primary_key=True),
+    Column("user_code", String(16), nullable=False, unique=True),
+    Column("client_id", String(255), nullable=False),
+    Column("scope", String(1024), nullable=False),
+    Column("vo", String(64), nullable=False),
+    Column("group", String(64)),
+    Column("status", String(16), nullable=False),  # pending, approved, denied, consumed
+    Column("sub", String(255)),
+    Column("preferred_username", String(255)),
+    Column("idp_state", String(128), unique=True),
+    Column("idp_code_verifier", String(128)),
+    Column("idp_nonce", String(128)),
+    Column("created", UTCDateTime, nullable=False),
+    Column("expires", UTCDateTime, nullable=False),
+    Column("last_poll", UTCDateTime),
 )
 
 workers = Table(

@@ -16,11 +16,12 @@ from fastapi import Depends, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
+from diracx.core import config
 from diracx.core.settings import ServiceSettings
 from diracx.routers.dependencies import get_settings
 from diracx.routers.errors import ErrorResponse
 
-NORMAL_USER = "NormalUser"
+NORMAL_USER = config.NORMAL_USER
 
 bearer_scheme = HTTPBearer(
     auto_error=False,
@@ -29,14 +30,29 @@ bearer_scheme = HTTPBearer(
 
 
 class AuthorizedUser(BaseModel):
-    """The identity a request acts for."""
+    """The identity a request acts for: who, in which VO and group, holding which properties.
+
+    Every route that reads or acts on pipelines, jobs, realizations, blobs or pins filters
+    by ``vo``: a user never sees another VO's objects, even by guessing their ids.
+    """
 
     sub: str
+    preferred_username: str
     vo: str
+    group: str
     properties: list[str]
+    # the login this token belongs to (revoking it refuses the access token too);
+    # None for the embedded engine's static token
+    family_id: str | None = None
 
 
-LOCAL_USER = AuthorizedUser(sub="local", vo="local", properties=[NORMAL_USER])
+LOCAL_USER = AuthorizedUser(
+    sub=config.LOCAL_USER,
+    preferred_username=config.LOCAL_USER,
+    vo=config.LOCAL_VO,
+    group=config.LOCAL_GROUP,
+    properties=config.local_config().properties(config.LOCAL_VO, config.LOCAL_GROUP),
+)
 
 
 def unauthorized(message: str) -> HTTPException:

@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from diracx.core.config import Config
 from diracx.core.settings import ServiceSettings
 from diracx.core.store import LocalStore
 from diracx.db.jobs import JobDB
@@ -21,6 +22,12 @@ from diracx.routers.queue import JobQueue
 def get_settings(request: Request) -> ServiceSettings:
     settings: ServiceSettings = request.app.state.settings
     return settings
+
+
+def get_config(request: Request) -> Config:
+    """The configuration now in force (it may be reloaded between two requests)."""
+    config: Config = request.app.state.config_source.current()
+    return config
 
 
 def get_pipeline_db(request: Request) -> PipelineDB:
@@ -48,6 +55,7 @@ def get_job_queue(request: Request) -> JobQueue:
 
 
 Settings = Annotated[ServiceSettings, Depends(get_settings)]
+ConfigDep = Annotated[Config, Depends(get_config)]
 PipelineDBDep = Annotated[PipelineDB, Depends(get_pipeline_db)]
 JobDBDep = Annotated[JobDB, Depends(get_job_db)]
 StoreDep = Annotated[LocalStore | S3Store, Depends(get_store)]

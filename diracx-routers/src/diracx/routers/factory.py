@@ -11,6 +11,7 @@ from importlib.metadata import EntryPoint, entry_points
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
+from diracx.core.config_source import open_config_source
 from diracx.core.settings import ServiceSettings
 from diracx.core.version import __version__
 from diracx.db.os import open_store
@@ -132,6 +133,7 @@ def create_app(
         lifespan=make_lifespan(job_queue),
     )
     app.state.settings = settings
+    app.state.config_source = open_config_source(settings)
     for router in load_routers().values():
         app.include_router(router, prefix=getattr(router, "path_root", "/api"))
     check_policies(app)
