@@ -117,14 +117,6 @@ class Tree:
         return cls(entries)
 
 
-def _walk(root: Path, rel: str = "") -> list[tuple[str, os.DirEntry[str]]]:
-    found: list[tuple[str, os.DirEntry[str]]] = []
-    with os.scandir(root) as it:
-        for entry in it:
-            found.append((f"{rel}{entry.name}", entry))
-    return found
-
-
 # Files are stored by a few threads: hashing (hashlib releases the GIL) and the file
 # system calls of one file overlap with those of others. Outputs of one or two files
 # are stored in the calling thread.
@@ -132,12 +124,24 @@ INGEST_THREADS = min(4, os.cpu_count() or 1)
 THREADED_FROM = 8  # files
 
 
-def _store_files(
-    store: BlobStore, files: list[tuple[str, Kind, Path]], move: bool
-) -> dict[str, TreeEntry]:
-    """Store *files* (tree path, kind, file), on up to INGEST_THREADS threads."""
+@dataclass(frozen=True, slots=True)
+class _File:
+    """A regular file found under the ingested root (paths as strings: no pathlib cost
+    per file, which counts with many small outputs)."""
+
+    tree_path: str
+    kind: Kind
+    path: str
+    size: int
+
+
+def _store_files(store: BlobStore, files: list[_File], move: bool) -> dict[str, TreeEntry]:
+    """Store *files* on up to INGEST_THREADS threads, the largest first: their hashing
+    (which releases the GIL) then overlaps the small files' system calls, and no large
+    file is left to hash alone at the end."""
+    order = sorted(range(len(files)), key=lambda i: -files[i].size)
     results: list[tuple[str, int] | None] = [None] * len(files)
-    todo = iter(range(len(files)))  # next() on it is atomic (the GIL): no index is taken twice
+    todo = iter(order)  # next() on it is atomic (the GIL): no index is taken twice
     errors: list[BaseException] = []
 
     def work() -> None:
@@ -145,7 +149,8 @@ def _store_files(
             for i in todo:
                 if errors:
                     return
-                results[i] = store.put_file(files[i][2], move=move)
+                f = files[i]
+                results[i] = store.put_file(f.path, move=move, size_hint=f.size)
         except BaseException as exc:  # reported by the calling thread
             errors.append(exc)
 
@@ -159,9 +164,9 @@ def _store_files(
     if errors:
         raise errors[0]
     entries: dict[str, TreeEntry] = {}
-    for (path, kind, _), stored in zip(files, results, strict=True):
+    for f, stored in zip(files, results, strict=True):
         assert stored is not None
-        entries[path] = TreeEntry(kind, stored[0], stored[1])
+        entries[f.tree_path] = TreeEntry(f.kind, stored[0], stored[1])
     return entries
 
 
@@ -174,28 +179,30 @@ def ingest_directory(
     directory is consumed). *exclude* holds top-level-relative paths to skip.
     """
     entries: dict[str, TreeEntry] = {}
-    files: list[tuple[str, Kind, Path]] = []
-    stack: list[tuple[Path, str]] = [(root, "")]
+    files: list[_File] = []
+    stack: list[tuple[str, str]] = [(str(root), "")]
     while stack:
         directory, rel = stack.pop()
         children = 0
-        for path, entry in _walk(directory, rel):
-            if path in exclude:
-                continue
-            children += 1
-            st = entry.stat(follow_symlinks=False)
-            if stat.S_ISLNK(st.st_mode):
-                target = os.readlink(entry.path).encode()
-                entries[path] = TreeEntry("symlink", store.put_bytes(target), len(target))
-            elif stat.S_ISDIR(st.st_mode):
-                stack.append((Path(entry.path), f"{path}/"))
-            elif stat.S_ISREG(st.st_mode):
-                kind: Kind = "executable" if st.st_mode & 0o111 else "file"
-                files.append((path, kind, Path(entry.path)))
-            else:
-                raise InvalidTreeError(
-                    f"{entry.path}: only files, directories and symlinks can be stored"
-                )
+        with os.scandir(directory) as it:
+            for entry in it:
+                path = rel + entry.name
+                if path in exclude:
+                    continue
+                children += 1
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISLNK(st.st_mode):
+                    target = os.readlink(entry.path).encode()
+                    entries[path] = TreeEntry("symlink", store.put_bytes(target), len(target))
+                elif stat.S_ISDIR(st.st_mode):
+                    stack.append((entry.path, f"{path}/"))
+                elif stat.S_ISREG(st.st_mode):
+                    kind: Kind = "executable" if st.st_mode & 0o111 else "file"
+                    files.append(_File(path, kind, entry.path, st.st_size))
+                else:
+                    raise InvalidTreeError(
+                        f"{entry.path}: only files, directories and symlinks can be stored"
+                    )
         if children == 0 and rel:
             entries[rel.rstrip("/")] = TreeEntry("directory")
     entries.update(_store_files(store, files, move))
