@@ -16,8 +16,10 @@ RUN := $(UV) run --no-sync
 # never fetch a Python build from the network: use the machine's Python 3.11+
 export UV_PYTHON_DOWNLOADS ?= manual
 
-# the src/ dirs that hold Python code (mypy refuses a directory without any)
-SRC_DIRS = $(sort $(foreach f,$(wildcard diracx-*/src/diracx/*/*.py),$(firstword $(subst /, ,$(f)))/src))
+# the src/ dirs that hold Python code (mypy refuses a directory without any): the diracx-*
+# packages, and the extensions' (extensions/<name>/src/<package>/)
+SRC_DIRS = $(sort $(foreach f,$(wildcard diracx-*/src/diracx/*/*.py),$(firstword $(subst /, ,$(f)))/src) \
+	$(patsubst %/,%,$(dir $(patsubst %/,%,$(dir $(wildcard extensions/*/src/*/__init__.py))))))
 
 .PHONY: help demo test lint typecheck importlint pytest client bench sync postgresql tools
 

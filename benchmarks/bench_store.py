@@ -264,6 +264,7 @@ async def server_side(data_dir: Path, body: bytes, repeats: int) -> dict[str, li
     from diracx.core.settings import ServiceSettings
     from diracx.db.os import open_store
     from diracx.db.pipelines import PipelineDB
+    from diracx.routers.auth import LOCAL_USER
     from diracx.routers.logic import submit
     from diracx.routers.queue import RecordingJobQueue
 
@@ -278,7 +279,7 @@ async def server_side(data_dir: Path, body: bytes, repeats: int) -> dict[str, li
             submission = PipelineSubmission.model_validate_json(body)
             out["parse"].append(time.perf_counter() - t)
             t = time.perf_counter()
-            info = await submit(submission, "bench", db, store, queue)
+            info = await submit(submission, LOCAL_USER, db, store, queue, limits=None)
             out["handler"].append(time.perf_counter() - t)
             if info.counts.get("cached") != len(submission.derivations):
                 raise SystemExit(f"not fully cached: {info.counts}")

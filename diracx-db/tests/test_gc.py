@@ -8,10 +8,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Connection, select
 
+from diracx.core.config import LOCAL_VO
 from diracx.core.derivation import Derivation, DrvInput, PipelineSubmission, plan_order
 from diracx.core.derivation import realization_ref as rref_of
-from diracx.core.exceptions import ConflictError, DiracxError, ObjectNotFoundError
+from diracx.core.exceptions import (
+    ConflictError,
+    DiracxError,
+    ForbiddenError,
+    ObjectNotFoundError,
+)
 from diracx.core.gc import GCReport, GCRequest
 from diracx.core.store import LocalStore
 from diracx.core.tree import ingest_directory, load_tree
@@ -19,6 +26,10 @@ from diracx.db import gc
 from diracx.db.migrate import upgrade
 from diracx.db.os import S3Store
 from diracx.db.pipelines import BuildSuccess, ClaimedJob, PipelineDB
+from diracx.db.schema import blob_vos, realization_vos
+from diracx.db.visibility import claim_blobs
+
+VO = LOCAL_VO
 
 
 @pytest.fixture
@@ -45,8 +56,10 @@ def drv(name: str, *inputs: Derivation) -> Derivation:
 class World:
     """Builds pipelines for real: outputs ingested into the store, realizations recorded."""
 
-    def __init__(self, db: PipelineDB, store: LocalStore | S3Store, tmp: Path) -> None:
-        self.db, self.store, self.tmp = db, store, tmp
+    def __init__(
+        self, db: PipelineDB, store: LocalStore | S3Store, tmp: Path, vo: str = VO
+    ) -> None:
+        self.db, self.store, self.tmp, self.vo = db, store, tmp, vo
         self.rrefs: dict[str, str] = {}  # stage name -> rref
         self.outputs: dict[str, str] = {}  # stage name -> output tree
         self.logs: dict[str, str] = {}  # stage name -> log blob
@@ -67,11 +80,12 @@ class World:
         self.rrefs[job.derivation.name] = rref
         self.outputs[job.derivation.name] = output
         self.logs[job.derivation.name] = log
-        return BuildSuccess(job.id, job.dref, output, context, rref, log, ts, ts)
+        blobs = {d: self.store.size(d) for d in self.blobs_of(job.derivation.name)}
+        return BuildSuccess(job.id, job.dref, output, context, rref, log, ts, ts, blobs=blobs)
 
     async def submit(self, *drvs: Derivation) -> list[int]:
         sub = PipelineSubmission(derivations={d.dref: d for d in drvs}, targets=[drvs[-1].dref])
-        outcome = await self.db.submit("me", plan_order(sub), sub.targets)
+        outcome = await self.db.submit("me", plan_order(sub), sub.targets, vo=self.vo)
         return outcome.ready
 
     async def run(self, *drvs: Derivation, files: dict[str, dict[str, bytes]]) -> None:
@@ -115,23 +129,57 @@ def removed(report: GCReport) -> tuple[list[str], list[str]]:
 async def test_pins_name_realizations(world: World) -> None:
     a = drv("a")
     await world.run(a, files={"a": {"x": b"a"}})
-    info = await gc.pin(world.db, "result:v1", world.rrefs["a"], owner="me")
+    info = await gc.pin(world.db, VO, "result:v1", world.rrefs["a"], owner="me")
     assert (info.name, info.rref, info.stage, info.output) == (
         "result:v1",
         world.rrefs["a"],
         "a",
         world.outputs["a"],
     )
-    assert [p.name for p in await gc.list_pins(world.db)] == ["result:v1"]
+    assert [p.name for p in await gc.list_pins(world.db, VO)] == ["result:v1"]
     with pytest.raises(ObjectNotFoundError, match="does not exist"):
-        await gc.pin(world.db, "other", "f" * 64, owner="me")
+        await gc.pin(world.db, VO, "other", "f" * 64, owner="me")
     with pytest.raises(DiracxError, match="pin name"):
-        await gc.pin(world.db, "../x", world.rrefs["a"], owner="me")
-    gone = await gc.unpin(world.db, "result:v1")
+        await gc.pin(world.db, VO, "../x", world.rrefs["a"], owner="me")
+    gone = await gc.unpin(world.db, VO, "result:v1", "me")
     assert gone.rref == world.rrefs["a"]
-    assert await gc.list_pins(world.db) == []
+    assert await gc.list_pins(world.db, VO) == []
     with pytest.raises(ObjectNotFoundError, match="no pin named 'result:v1'"):
-        await gc.unpin(world.db, "result:v1")
+        await gc.unpin(world.db, VO, "result:v1", "me")
+
+
+async def test_pins_belong_to_a_vo_and_to_their_owner(db: PipelineDB, store: LocalStore, tmp_path):
+    ours, theirs = (
+        World(db, store, tmp_path / "a", "alpha"),
+        World(db, store, tmp_path / "b", "beta"),
+    )
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a, b = drv("a"), drv("b")
+    await ours.run(a, files={"a": {"x": b"a"}})
+    await theirs.run(b, files={"b": {"x": b"b"}})
+    rref_a, rref_b = ours.rrefs["a"], theirs.rrefs["b"]
+    # a VO pins only what it may see; another VO's realization does not exist for it
+    with pytest.raises(ObjectNotFoundError, match=f"realization {rref_b} does not exist"):
+        await gc.pin(db, "alpha", "x", rref_b, owner="alice")
+    await gc.pin(db, "alpha", "same-name", rref_a, owner="alice")
+    await gc.pin(db, "beta", "same-name", rref_b, owner="carol")  # names are per VO
+    assert [p.rref for p in await gc.list_pins(db, "alpha")] == [rref_a]
+    assert [p.rref for p in await gc.list_pins(db, "beta")] == [rref_b]
+    with pytest.raises(ObjectNotFoundError):
+        await gc.unpin(db, "gamma", "same-name", "carol")
+    # only its owner, or an administrator of the VO, moves or removes a pin
+    await ours.run(drv("a2"), files={"a2": {"y": b"a2"}})
+    with pytest.raises(ForbiddenError, match=r"belongs to 'alice'.*VOAdmin"):
+        await gc.unpin(db, "alpha", "same-name", "bob")
+    with pytest.raises(ForbiddenError, match="may move it"):
+        await gc.pin(db, "alpha", "same-name", ours.rrefs["a2"], owner="bob")
+    await gc.pin(db, "alpha", "same-name", rref_a, owner="bob")  # the same: nothing moves
+    moved = await gc.pin(db, "alpha", "same-name", ours.rrefs["a2"], owner="bob", admin=True)
+    assert (moved.rref, moved.owner) == (ours.rrefs["a2"], "bob")
+    gone = await gc.unpin(db, "alpha", "same-name", "alice", admin=True)
+    assert gone.rref == ours.rrefs["a2"]
+    assert [p.rref for p in await gc.list_pins(db, "beta")] == [rref_b]
 
 
 # --------------------------------------------------------------------------- collect
@@ -145,7 +193,7 @@ async def test_gc_keeps_the_pinned_closure_and_dry_run_matches(world: World) -> 
     await world.run(a, b, files={"a": {"a.txt": b"from a"}, "b": {"b.txt": shared}})
     await world.run(c, files={"c": {"c.txt": shared, "only-c.txt": b"c alone"}})
     orphan = world.store.put_bytes(b"uploaded, never used")
-    await gc.pin(world.db, "keep-b", world.rrefs["b"], owner="me")
+    await gc.pin(world.db, VO, "keep-b", world.rrefs["b"], owner="me")
 
     dry = await collect(world, dry_run=True)
     assert dry.dry_run
@@ -169,10 +217,62 @@ async def test_gc_keeps_the_pinned_closure_and_dry_run_matches(world: World) -> 
     again = await collect(world)  # nothing left to collect
     assert removed(again) == ([], [])
 
-    await gc.unpin(world.db, "keep-b")
+    await gc.unpin(world.db, VO, "keep-b", "me")
     last = await collect(world)
     assert sorted(r.stage for r in last.realizations) == ["a", "b"]
     assert not any(world.store.has(d) for d in kept)
+
+
+async def vo_claims(db: PipelineDB) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    """(rref, vo) of every realization claim, (digest, vo) of every blob claim."""
+
+    def tx(conn: Connection) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+        rs = {(r.rref, r.vo) for r in conn.execute(select(realization_vos))}
+        bs = {(r.digest, r.vo) for r in conn.execute(select(blob_vos))}
+        return rs, bs
+
+    return await db.engines.read(tx)
+
+
+async def test_gc_is_global_and_removes_the_vos_claims_with_the_objects(
+    db: PipelineDB, store: LocalStore, tmp_path: Path
+) -> None:
+    alpha, beta = World(db, store, tmp_path, "alpha"), World(db, store, tmp_path, "beta")
+    await alpha.run(drv("a"), files={"a": {"a.txt": b"a"}})
+    await beta.run(drv("c"), files={"c": {"c.txt": b"c"}})
+    await beta.run(drv("kept"), files={"kept": {"k.txt": b"k"}})
+    orphan = store.put_bytes(b"uploaded by beta, never used")
+    await db.engines.write(claim_blobs, "beta", {orphan: store.size(orphan)})
+    # every VO's pins are roots
+    await gc.pin(db, "alpha", "keep", alpha.rrefs["a"], owner="alice")
+    await gc.pin(db, "beta", "keep", beta.rrefs["kept"], owner="carol")
+    rs, bs = await vo_claims(db)
+    only_c = beta.blobs_of("c")
+    assert (beta.rrefs["c"], "beta") in rs
+    assert {(d, "beta") for d in only_c} | {(orphan, "beta")} <= bs
+
+    report = await collect(alpha)
+    assert [r.stage for r in report.realizations] == ["c"]
+    assert set(report.blobs) == only_c | {orphan}
+    rs, bs = await vo_claims(db)
+    assert rs == {(alpha.rrefs["a"], "alpha"), (beta.rrefs["kept"], "beta")}
+    assert bs == {(d, "alpha") for d in alpha.blobs_of("a")} | {
+        (d, "beta") for d in beta.blobs_of("kept")
+    }
+
+
+async def test_blob_claims_of_realizations_made_before_vos_are_backfilled(world: World) -> None:
+    await world.run(drv("a"), drv("b", drv("a")), files={"a": {"a": b"a"}, "b": {"b": b"b"}})
+    _, before = await vo_claims(world.db)
+    assert before == {(d, VO) for n in ("a", "b") for d in world.blobs_of(n)}
+
+    def forget(conn: Connection) -> None:  # as migration 0006 left an old store
+        conn.execute(blob_vos.delete())
+
+    await world.db.engines.write(forget)
+    assert await gc.backfill_blob_claims(world.db, world.store) == len(before)
+    assert (await vo_claims(world.db))[1] == before
+    assert await gc.backfill_blob_claims(world.db, world.store) == 0
 
 
 async def test_an_unreadable_tree_that_stays_stops_the_collection(world: World) -> None:
@@ -180,7 +280,7 @@ async def test_an_unreadable_tree_that_stays_stops_the_collection(world: World) 
     c = drv("c")
     await world.run(a, files={"a": {"a.txt": b"a"}})
     await world.run(c, files={"c": {"c.txt": b"c"}})
-    await gc.pin(world.db, "a", world.rrefs["a"], owner="me")
+    await gc.pin(world.db, VO, "a", world.rrefs["a"], owner="me")
     assert isinstance(world.store, LocalStore)
     world.store.path(world.outputs["a"]).unlink()  # the manifest is lost: its files unknown
     with pytest.raises(ConflictError, match=f"tree {world.outputs['a']}, which must stay"):
@@ -295,7 +395,7 @@ async def test_gc_on_an_s3_store(db: PipelineDB, s3_store_url: dict[str, str], t
     await world.run(a, b, files={"a": {"a": b"a"}, "b": {"b": b"b"}})
     await world.run(c, files={"c": {"c": b"only c"}})
     orphan = s3.put_bytes(b"never used")
-    await gc.pin(db, "b", world.rrefs["b"], owner="me")
+    await gc.pin(db, VO, "b", world.rrefs["b"], owner="me")
     dry = await collect(world, dry_run=True)
     real = await collect(world)
     assert removed(real) == removed(dry)

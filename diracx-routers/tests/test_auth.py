@@ -25,6 +25,21 @@ from diracx.routers.routing import (
 # Starlette routes FastAPI adds itself: the spec and its UI are public.
 DOCS_ROUTES = {"/api/openapi.json", "/api/docs", "/api/docs/oauth2-redirect"}
 PUBLIC_ROUTES = {"/api/health/live", "/api/health/ready", "/.well-known/dirac-metadata"}
+# DiracX's own tokens: the grants authenticate the caller themselves; discovery is public
+PUBLIC_ROUTES |= {
+    "/api/auth/token",
+    "/api/auth/revoke",
+    "/.well-known/openid-configuration",
+    "/.well-known/jwks.json",
+}
+# dirac login's device flow (diracx.routers.device_flow): before the user has a token
+PUBLIC_ROUTES |= {
+    "/api/auth/device",
+    "/api/auth/device/login",
+    "/api/auth/device/callback",
+}
+# the startup probe (diracx.routers.health)
+PUBLIC_ROUTES |= {"/api/health/startup"}
 SAMPLE_PARAMS = {
     "digest": "0" * 64,
     "rref": "0" * 64,
@@ -74,7 +89,10 @@ def test_every_route_requires_a_token_unless_public(
                 assert response.status_code == 401, f"{method} {route.path} is not protected"
                 assert response.headers["www-authenticate"] == "Bearer"
                 assert response.json()["detail"]
-    assert seen_api == 33  # a new route: count it here (and give its parameters above)
+    # a new route: count it here (and give its parameters above). + 2: GET /api/config and
+    # /api/health/startup; + 2: the example extension gubbins, installed in the workspace
+    # (GET /api/lollygag, POST /api/lollygag/{name})
+    assert seen_api == 33 + 5 + 4 + 2 + 2
 
 
 def test_missing_and_wrong_token_messages(anonymous: TestClient) -> None:

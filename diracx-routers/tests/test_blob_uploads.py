@@ -109,8 +109,16 @@ def download(client: TestClient, digest: str) -> bytes:
     return r.content
 
 
+def upload(client: TestClient, blobs: dict[str, bytes]) -> None:
+    """Upload *blobs* as a client does: plans, then each carried out."""
+    for plan in plans(client, blobs).uploads:
+        r = execute(client, plan, blobs[plan.digest])
+        assert r.status_code in (200, 201), r.text
+
+
 def test_upload_plans_then_download(client: TestClient, store: LocalStore | S3Store) -> None:
-    present = store.put_bytes(b"already there")
+    present = sha(b"already there")
+    upload(client, {present: b"already there"})
     small, big = b"a small blob", os.urandom(12 * MiB + 5)
     blobs = {sha(small): small, sha(big): big, present: b"already there"}
     got = plans(client, blobs).uploads
@@ -141,7 +149,8 @@ def test_upload_plans_then_download(client: TestClient, store: LocalStore | S3St
 
 
 def test_downloads_from_s3_are_redirected(client: TestClient, store: LocalStore | S3Store) -> None:
-    digest = store.put_bytes(b"redirect me")
+    digest = sha(b"redirect me")
+    upload(client, {digest: b"redirect me"})
     r = client.get(f"/api/blobs/{digest}", follow_redirects=False)
     if isinstance(store, S3Store):
         assert r.status_code == 307
@@ -240,3 +249,41 @@ def test_upload_routes_need_a_token(anonymous: TestClient) -> None:
     assert anonymous.post("/api/blobs/uploads", json=[]).status_code == 401
     r = anonymous.post(f"/api/blobs/uploads/{digest}/complete", json={"upload_id": "s.x"})
     assert r.status_code == 401
+
+
+def test_a_blob_the_store_holds_for_another_vo_must_be_sent_and_checked(
+    client: TestClient, store: LocalStore | S3Store
+) -> None:
+    """Bytes in the store that the caller's VO never sent (another VO's) are missing for
+    it, cannot be downloaded, and are claimed only by sending bytes that hash to them."""
+    data = os.urandom(1000)
+    digest = store.put_bytes(data)  # stored, but no claim of the caller's VO
+    absent = sha(b"nobody stored this")
+    assert client.post("/api/blobs/missing", json={"digests": [digest]}).json() == {
+        "missing": [digest]
+    }
+    for d in (digest, absent):  # the same answer: a digest proves nothing
+        r = client.get(f"/api/blobs/{d}", follow_redirects=False)
+        assert r.status_code == 404
+        assert r.json() == {"detail": f"blob {d} is not in the store"}
+
+    (plan,) = plans(client, {digest: data}).uploads  # to be sent, although stored
+    tampered = bytes([data[0] ^ 1]) + data[1:]
+    assert execute(client, plan, tampered).status_code == 400
+    if isinstance(store, S3Store):  # finishing an upload that was never made gives nothing
+        for upload_id in ("s." + "0" * 32, plan.upload_id):
+            r = client.post(f"/api/blobs/uploads/{digest}/complete", json={"upload_id": upload_id})
+            assert r.status_code == 404, r.text
+            assert "is pending" in r.json()["detail"]
+    else:
+        assert client.put(f"/api/blobs/{digest}", content=b"").status_code == 400
+    assert client.get(f"/api/blobs/{digest}", follow_redirects=False).status_code == 404
+
+    (plan,) = plans(client, {digest: data}).uploads
+    r = execute(client, plan, data)
+    assert r.status_code == 201, r.text  # new for the VO (not "already there")
+    assert r.json() == {"digest": digest, "size": len(data)}
+    assert plans(client, {digest: data}).uploads == []
+    assert download(client, digest) == data
+    if isinstance(store, LocalStore):
+        assert client.put(f"/api/blobs/{digest}", content=data).status_code == 200

@@ -12,10 +12,11 @@ from sqlalchemy import select
 from diracx.core.derivation import Derivation
 from diracx.core.secrets import SecretBox, new_key
 from diracx.core.settings import ServiceSettings
-from diracx.core.store import LocalStore
 from diracx.core.tree import Tree, TreeEntry
 from diracx.db.pipelines import PipelineDB
 from diracx.db.schema import job_secrets, jobs
+
+from .test_pipelines import upload
 
 VALUE = "hunter2-never-echoed"
 KEY = new_key()
@@ -27,13 +28,14 @@ def settings(settings: ServiceSettings) -> ServiceSettings:
     return settings
 
 
-def layer_tree(store: LocalStore) -> str:
-    blob = store.put_bytes(b"\0" * 1024)  # an empty tar
+def layer_tree(client: TestClient) -> str:
+    """Uploaded as a client does: the caller's VO may use it."""
+    blob = upload(client, b"\0" * 1024)  # an empty tar
     tree = Tree({"layer.tar": TreeEntry("file", blob, 1024)})
-    return store.put_bytes(tree.manifest_bytes())
+    return upload(client, tree.manifest_bytes())
 
 
-def step(store: LocalStore, **builder: Any) -> Derivation:
+def step(client: TestClient, **builder: Any) -> Derivation:
     return Derivation(
         name="exec-sh",
         builder={
@@ -44,7 +46,7 @@ def step(store: LocalStore, **builder: Any) -> Derivation:
             "caches": [{"path": "/cache", "name": "pip"}],
             **builder,
         },
-        inputs={"layer_0": {"tree": layer_tree(store)}},
+        inputs={"layer_0": {"tree": layer_tree(client)}},
     )
 
 
@@ -59,9 +61,9 @@ def body(d: Derivation, secrets: dict[str, str] | None = None) -> dict[str, Any]
 
 
 def test_secrets_are_sealed_with_the_job_and_never_returned(
-    client: TestClient, store: LocalStore, pipeline_db: PipelineDB
+    client: TestClient, pipeline_db: PipelineDB
 ) -> None:
-    d = step(store)
+    d = step(client)
     response = client.post("/api/pipelines", json=body(d, {"token": VALUE}))
     assert response.status_code == 201, response.text
     assert VALUE not in response.text
@@ -80,16 +82,17 @@ def test_secrets_are_sealed_with_the_job_and_never_returned(
 
 
 def test_a_missing_secret_or_key_is_a_clear_400(
-    client: TestClient, store: LocalStore, settings: ServiceSettings, row_counts: Any
+    client: TestClient, settings: ServiceSettings, row_counts: Any
 ) -> None:
+    d = step(client)
     before = row_counts()
-    missing = client.post("/api/pipelines", json=body(step(store)))
+    missing = client.post("/api/pipelines", json=body(d))
     assert missing.status_code == 400
     assert "needs the secret(s) 'token', which the submission does not carry" in missing.text
     settings.secret_key = None
-    no_key = client.post("/api/pipelines", json=body(step(store), {"token": VALUE}))
+    no_key = client.post("/api/pipelines", json=body(d, {"token": VALUE}))
     assert no_key.status_code == 400 and "no DIRACX_SECRET_KEY" in no_key.text
     assert VALUE not in no_key.text
-    bad = client.post("/api/pipelines", json=body(step(store), {"bad name": VALUE}))
+    bad = client.post("/api/pipelines", json=body(d, {"bad name": VALUE}))
     assert bad.status_code == 422 and VALUE not in bad.text
     assert row_counts() == before

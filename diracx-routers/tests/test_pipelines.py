@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import threading
 import time
@@ -18,6 +19,7 @@ from diracx.core.derivation import Derivation, DrvInput, TreeInput, realization_
 from diracx.core.store import LocalStore
 from diracx.core.tree import Tree, TreeEntry, ingest_directory
 from diracx.db.pipelines import BuildSuccess, PipelineDB
+from diracx.db.visibility import claim_blobs
 from diracx.routers.queue import RecordingJobQueue
 
 Z = "0" * 64
@@ -209,7 +211,11 @@ BAD_PIPELINES: dict[str, tuple[Callable[[], Any], int, str]] = {
     "cycle": (_cycle, 400, "cycle: a -> b -> a"),
     "hash mismatch": (_hash_mismatch, 400, "hash mismatch for stage 'lies'"),
     "missing input": (_missing_input, 400, "which is not part of the pipeline"),
-    "missing tree": (_missing_tree, 400, "input 'src': tree dddd"),
+    "missing tree": (
+        _missing_tree,
+        400,
+        f"input 'src': blob {'d' * 64} (its tree) is not in your VO's store",
+    ),
     "unknown executor": (_unknown_executor, 422, "unknown executor 'quantum'"),
     "unknown target": (_unknown_target, 400, "is not among the submitted derivations"),
     "bad stage name": (_bad_name, 422, "stage name '../etc' must be"),
@@ -268,24 +274,65 @@ def test_malformed_body_is_a_4xx_with_a_message(
     assert row_counts() == before
 
 
+def upload(client: TestClient, data: bytes) -> str:
+    """Send a blob as a client does: it becomes the caller's VO's."""
+    digest = hashlib.sha256(data).hexdigest()
+    r = client.put(f"/api/blobs/{digest}", content=data)
+    assert r.status_code in (200, 201), r.text
+    return digest
+
+
+def upload_tree(client: TestClient, store: LocalStore, tree: Tree) -> str:
+    """Send a tree stored with ``ingest_directory`` (its files and manifest)."""
+    for digest in sorted(tree.blob_digests()):
+        upload(client, store.read_bytes(digest))
+    return upload(client, tree.manifest_bytes())
+
+
 def test_tree_with_a_missing_blob_is_rejected(
-    client: TestClient, store: LocalStore, row_counts: Callable[[], dict[str, int]], tmp_path: Path
+    client: TestClient,
+    store: LocalStore,
+    pipeline_db: PipelineDB,
+    row_counts: Callable[[], dict[str, int]],
+    tmp_path: Path,
 ) -> None:
     src = tmp_path / "src"
     src.mkdir()
     (src / "main.py").write_text("print('hi')\n")
     tree = ingest_directory(store, src)
-    # a second tree that lists a blob the store does not have
-    broken = Tree({**tree.entries, "lost.txt": TreeEntry("file", "f" * 64, 3)})
-    store.put_bytes(broken.manifest_bytes())
-    before = row_counts()
-
+    ok = client.post(
+        "/api/pipelines",
+        json=submission(command("uses", inputs={"src": TreeInput(tree=tree.digest)})),
+    )
+    # in the store, but nobody sent it to the service: not the VO's
+    assert ok.status_code == 400 and "is not in your VO's store" in ok.json()["detail"]
+    upload_tree(client, store, tree)
     ok = client.post(
         "/api/pipelines",
         json=submission(command("uses", inputs={"src": TreeInput(tree=tree.digest)})),
     )
     assert ok.status_code == 201, ok.text
 
+    # a second tree that lists a blob nobody has: refused as one of another VO would be
+    broken = Tree({**tree.entries, "lost.txt": TreeEntry("file", "f" * 64, 3)})
+    upload(client, broken.manifest_bytes())
+    before = row_counts()
+    bad = client.post(
+        "/api/pipelines",
+        json=submission(command("uses", inputs={"src": TreeInput(tree=broken.digest)})),
+    )
+    assert bad.status_code == 400
+    assert bad.json()["detail"] == (
+        f"stage 'uses' input 'src': blob {'f' * 64} ('lost.txt' in tree {broken.digest}) "
+        "is not in your VO's store: upload it first"
+    )
+    assert row_counts() == before
+
+    # the VO's claim on a blob the store lost: the store check still says so
+    assert client.portal is not None
+    client.portal.call(
+        pipeline_db.engines.write, lambda conn: claim_blobs(conn, "local", {"f" * 64: 3})
+    )
     before = row_counts()
     bad = client.post(
         "/api/pipelines",
@@ -294,7 +341,7 @@ def test_tree_with_a_missing_blob_is_rejected(
     assert bad.status_code == 400
     detail = bad.json()["detail"]
     assert "stage 'uses' input 'src'" in detail
-    assert f"lists blob {'f' * 64} ('lost.txt')" in detail
+    assert f"lists blob {'f' * 64} ('lost.txt'), which is not in the store" in detail
     assert "upload it first" in detail
     assert row_counts() == before
 
@@ -306,11 +353,14 @@ def test_python_source_must_be_in_the_store(client: TestClient) -> None:
     )
     r = client.post("/api/pipelines", json=submission(drv))
     assert r.status_code == 400
-    assert f"stage 'py' python source: tree {source} is not in the store" in r.json()["detail"]
+    assert r.json()["detail"] == (
+        f"stage 'py' python source: blob {source} (its tree) is not in your VO's store: "
+        "upload it first"
+    )
 
 
-def test_blob_that_is_not_a_tree_is_rejected(client: TestClient, store: LocalStore) -> None:
-    digest = store.put_bytes(b"not a manifest")
+def test_blob_that_is_not_a_tree_is_rejected(client: TestClient) -> None:
+    digest = upload(client, b"not a manifest")
     r = client.post(
         "/api/pipelines", json=submission(command("a", inputs={"t": TreeInput(tree=digest)}))
     )

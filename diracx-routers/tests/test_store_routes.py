@@ -3,7 +3,9 @@ service itself, whatever the client did; lists, provenance, closures, sizes, ver
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Callable
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -13,18 +15,37 @@ from diracx.core.derivation import Derivation, DrvInput, realization_ref
 from diracx.core.store import LocalStore
 from diracx.core.tree import Tree, TreeEntry
 
+Put = Callable[[bytes], str]
 
-def record(store: LocalStore, name: str, files: dict[str, bytes], **inputs: str) -> dict[str, Any]:
-    """A realization of a command stage called *name*: its blobs put in *store*, its
-    inputs (name -> record rref, via their drefs) in the context."""
+
+def uploader(client: TestClient) -> Put:
+    """Upload blobs as a client does: the caller's VO gets them."""
+
+    def put(data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        r = client.put(f"/api/blobs/{digest}", content=data)
+        assert r.status_code in (200, 201), r.text
+        return digest
+
+    return put
+
+
+def record(
+    put: Put | LocalStore, name: str, files: dict[str, bytes], **inputs: str
+) -> dict[str, Any]:
+    """A realization of a command stage called *name*: its blobs uploaded with *put*
+    (or only put in a store: no VO has them), its inputs (name -> record rref, via their
+    drefs) in the context."""
+    if isinstance(put, LocalStore):
+        put = put.put_bytes
     drv = Derivation(
         name=name,
         builder={"executor": "process", "argv": ["true"]},
         inputs={k: DrvInput(drv=v.split(":")[0]) for k, v in inputs.items()},
     )
-    entries = {p: TreeEntry("file", store.put_bytes(b), len(b)) for p, b in files.items()}
+    entries = {p: TreeEntry("file", put(b), len(b)) for p, b in files.items()}
     tree = Tree(entries)
-    output = store.put_bytes(tree.manifest_bytes())
+    output = put(tree.manifest_bytes())
     context = {k: [v.split(":")[1]] for k, v in inputs.items()}
     return {
         "rref": realization_ref(drv.dref, context, output),
@@ -34,7 +55,7 @@ def record(store: LocalStore, name: str, files: dict[str, bytes], **inputs: str)
         "output": output,
         "context": context,
         "metrics": {"accuracy": 0.5},
-        "log": store.put_bytes(f"log of {name}\n".encode()),
+        "log": put(f"log of {name}\n".encode()),
     }
 
 
@@ -43,8 +64,9 @@ def ref(rec: dict[str, Any]) -> str:
 
 
 def test_import_then_inspect(client: TestClient, store: LocalStore) -> None:
-    base = record(store, "base", {"a.txt": b"shared\n"})
-    top = record(store, "top", {"b.txt": b"shared\n", "c.txt": b"own\n"}, base=ref(base))
+    put = uploader(client)
+    base = record(put, "base", {"a.txt": b"shared\n"})
+    top = record(put, "top", {"b.txt": b"shared\n", "c.txt": b"own\n"}, base=ref(base))
     got = client.post("/api/store/import", json={"realizations": [top, base]})
     assert got.status_code == 200, got.text
     assert sorted(got.json()["imported"]) == sorted([top["rref"], base["rref"]])
@@ -88,8 +110,9 @@ def test_import_then_inspect(client: TestClient, store: LocalStore) -> None:
 
 
 def test_the_service_checks_every_import(client: TestClient, store: LocalStore) -> None:
-    base = record(store, "base", {"a.txt": b"a\n"})
-    top = record(store, "top", {"b.txt": b"b\n"}, base=ref(base))
+    put = uploader(client)
+    base = record(put, "base", {"a.txt": b"a\n"})
+    top = record(put, "top", {"b.txt": b"b\n"}, base=ref(base))
 
     def refused(recs: list[dict[str, Any]], message: str) -> None:
         got = client.post("/api/store/import", json={"realizations": recs})
@@ -100,12 +123,14 @@ def test_the_service_checks_every_import(client: TestClient, store: LocalStore) 
     refused([{**base, "metrics": {}, "output": top["output"]}], "is not its RRef")
     refused([{**base, "body": base["body"].replace("true", "false")}], "does not hash to")
     refused([top], f"input realization {base['rref']} is neither in the import nor")
-    missing = record(store, "gone", {"x.txt": b"not uploaded\n"})
+    missing = record(put, "gone", {"x.txt": b"not uploaded\n"})
     digest = Tree.from_bytes(store.read_bytes(missing["output"])).entries["x.txt"].digest
     assert digest is not None
     os.chmod(store.path(digest), 0o644)
     store.path(digest).unlink()
     refused([missing], "is not in the store: upload it first")
+    # blobs the store holds but the caller's VO never sent (another VO's) are not enough
+    refused([record(store, "theirs", {"y.txt": b"y\n"})], "is not in the store: upload it")
     assert client.get("/api/store/realizations").json() == []
 
     for path, body in (

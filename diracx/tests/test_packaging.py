@@ -123,8 +123,10 @@ def test_native_namespace_packages(wheels: dict[str, Path]) -> None:
         if name == "diracx":
             assert files == [], f"the metapackage ships files: {files}"
             continue
-        # diracx-core ships diracx/core/... and nothing else
+        # diracx-core ships diracx/core/... and nothing else; an extension, its own package
         subpackage = "diracx/" + name.removeprefix("diracx-") + "/"
+        if not name.startswith("diracx-"):
+            subpackage = name + "/"
         assert files, f"{wheel.name} is empty"
         strays = [f for f in files if not f.startswith(subpackage)]
         assert not strays, f"{wheel.name} ships files outside {subpackage}: {strays}"
@@ -194,7 +196,7 @@ def test_environment_yml_follows_the_pyprojects() -> None:
             listed.add(canonicalize_name(name.group()))
 
     members = workspace_members()
-    assert editable == {path.name for path in members.values()}
+    assert editable == {path.relative_to(ROOT).as_posix() for path in members.values()}
 
     needed: dict[str, str] = {}
     with open(ROOT / "pyproject.toml", "rb") as f:

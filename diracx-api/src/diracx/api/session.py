@@ -18,8 +18,10 @@ from diracx.api.instantiate import Instantiated, instantiate
 from diracx.api.realization import AsyncRealization
 from diracx.client import AsyncDiracxClient
 from diracx.client.client import UploadPlan
+from diracx.client.credentials import CredentialsFile
 from diracx.client.jobs import JobsClient
 from diracx.client.store_gc import GCClient
+from diracx.client.tokens import StoredLogin
 from diracx.core.derivation import forced_drefs
 from diracx.core.exceptions import DiracxError, InvalidPipelineError
 from diracx.core.gc import (
@@ -55,6 +57,7 @@ from diracx.core.tree import Tree
 from diracx.core.version import check_versions
 
 if TYPE_CHECKING:
+    from diracx.api.login import AuthSource, WhoAmI
     from diracx.api.store import AsyncStore
 
 UPLOAD_CONCURRENCY = 8
@@ -132,22 +135,34 @@ class PipelineResult:
 class AsyncSession:
     """A connection to an engine: the service at DIRACX_URL, or the embedded one."""
 
-    def __init__(self, client: AsyncDiracxClient, cache: LocalStore) -> None:
+    def __init__(
+        self, client: AsyncDiracxClient, cache: LocalStore, *, auth: AuthSource = "token"
+    ) -> None:
         self.client = client
         self.cache = cache  # blobs downloaded from the engine, verified
+        self.auth: AuthSource = auth  # where the token comes from (whoami says it)
         self._trees: dict[str, Tree] = {}
 
     @classmethod
     async def open(cls, url: str | None = None, token: str | None = None) -> AsyncSession:
+        """A session to *url* (``DIRACX_URL``; unset: the embedded engine), with *token*
+        (``DIRACX_TOKEN``; unset: the login stored by ``dirac login``, refreshed as needed)."""
         check_versions()  # a mix of diracx versions is reported before anything else
         settings = ClientSettings()
         url = url or settings.url
+        auth: AuthSource = "token"
         if url is None:
             engine = await asyncio.to_thread(ensure_engine, settings.data_dir)
-            url, token = engine.url, engine.token
+            url, token, auth = engine.url, engine.token, "engine"
         elif token is None and settings.token is not None:
             token = settings.token.get_secret_value()
-        return cls(AsyncDiracxClient(url, token), LocalStore(settings.data_dir / "cache"))
+        if token is None:
+            login = StoredLogin(url, CredentialsFile(settings.credentials_path))
+            client = AsyncDiracxClient(url, login)
+            auth = "login"
+        else:
+            client = AsyncDiracxClient(url, token)
+        return cls(client, LocalStore(settings.data_dir / "cache"), auth=auth)
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -324,6 +339,26 @@ class AsyncSession:
 
     async def server_metadata(self) -> Metadata:
         return await self.client.metadata()
+
+    async def request_json(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Call a route of the service that has no method here (an extension's): its JSON
+        answer (see ``AsyncDiracxClient.request_json``)."""
+        return await self.client.request_json(method, path, **kwargs)
+
+    async def whoami(self) -> WhoAmI:
+        """Who this session acts as (user, VO, group, properties) and until when."""
+        from diracx.api.login import WhoAmI
+
+        user = await self.client.userinfo()
+        tokens = self.client.tokens
+        stored = await tokens.login() if isinstance(tokens, StoredLogin) else None
+        return WhoAmI(
+            url=self.client.url,
+            user=user,
+            auth=self.auth,
+            expires_at=stored.expires_at if stored else await self.client.token_expiry(),
+            refresh_expires_at=stored.refresh_expires_at if stored else None,
+        )
 
     @property
     def store(self) -> AsyncStore:

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from diracx.api.instantiate import Instantiated
+from diracx.api.login import WhoAmI
 from diracx.api.realization import AsyncRealization
 from diracx.api.session import AsyncSession, PipelineResult, Progress
 from diracx.api.stages import TreeRef
@@ -153,6 +154,15 @@ class Session:
 
     def server_metadata(self) -> Metadata:
         return call(self._portal, self._async.server_metadata)
+
+    def request_json(self, method: str, path: str, **kwargs: Any) -> Any:
+        """A route without a method here (an extension's): its JSON answer."""
+        request = functools.partial(self._async.request_json, method, path, **kwargs)
+        return call(self._portal, request)
+
+    def whoami(self) -> WhoAmI:
+        """Who this session acts as (user, VO, group, properties) and until when."""
+        return call(self._portal, self._async.whoami)
 
     def job_log(self, job_id: int) -> str:
         return call(self._portal, self._async.job_log, job_id)

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
-
 import typer
 
-from diracx.cli import db, jobs, pipelines, run, services, store, version
+from diracx.cli import (
+    auth_admin,
+    config,
+    db,
+    jobs,
+    login,
+    pipelines,
+    run,
+    services,
+    store,
+    version,
+)
+from diracx.cli.extensions import add_extension_commands
 
 app = typer.Typer(
     name="dirac",
@@ -19,14 +29,18 @@ app.command("version")(version.version)
 app.command("server")(services.server)
 app.command("worker")(services.worker)
 app.command("scheduler")(services.scheduler)
+app.command("login")(login.login)
+app.command("logout")(login.logout)
+app.command("whoami")(login.whoami)
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(pipelines.app, name="pipelines")
 app.add_typer(db.app, name="db")
+app.add_typer(auth_admin.app, name="auth")
 app.add_typer(store.app, name="store")
+app.add_typer(config.app, name="config")
 
-# Extensions add commands (a Typer app each) through the diracx.cli entry points.
-for ep in entry_points(group="diracx.cli"):
-    app.add_typer(ep.load(), name=ep.name)
+# Extensions add commands, or replace ours by name (entry points diracx.cli).
+add_extension_commands(app)
 
 
 def main() -> None:

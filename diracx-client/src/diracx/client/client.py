@@ -12,15 +12,19 @@ Every failure is a ``DiracxError`` with a message for the user: an error answer
 (``DiracxHTTPError``, raised by a response hook before the generated code tries
 to parse the body, which may not even be JSON), a service that cannot be reached,
 or an answer that is not what a DiracX service sends (a proxy's login page...).
+
+The token comes from a ``TokenProvider``: a fixed token (``DIRACX_TOKEN``, the embedded
+engine's), or the login stored by ``dirac login`` (``diracx.client.tokens``), which is
+refreshed before it expires and once more when the service answers 401.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -40,6 +44,7 @@ from diracx.client._generated.client import AuthenticatedClient, Client
 from diracx.client._generated.models import MissingBlobsRequest
 from diracx.client._generated.models import PipelineSubmission as GeneratedSubmission
 from diracx.client._generated.types import Response
+from diracx.client.auth import USERINFO_PATH, UserInfo, jwt_expiry
 from diracx.core.derivation import PipelineSubmission
 from diracx.core.exceptions import CorruptObjectError, DiracxError, ServiceUnavailableError
 from diracx.core.matching import PipelinePlan
@@ -65,6 +70,10 @@ PART_CONCURRENCY = 4  # parts of one multipart upload sent at once
 COMPLETE_BYTES_PER_SECOND = 10 * 1024 * 1024
 # A request extension: this request may be answered by a redirect to the object store
 BLOB_REDIRECT = "diracx.blob_redirect"
+# Request extensions of the bearer auth: a 401 answer is retried with a renewed token (the
+# response hook lets it through), and what to tell the user when a 401 is final
+RENEW_ON_401 = "diracx.renew_on_401"
+AUTH_HINT = "diracx.auth_hint"
 UploadPlan = SingleUpload | MultipartUpload
 M = TypeVar("M", bound=BaseModel)
 
@@ -95,10 +104,22 @@ def _check(response: httpx.Response | Response[Any]) -> None:
         raise DiracxHTTPError(int(response.status_code), _detail(response))
 
 
+def _unauthorized(response: httpx.Response) -> DiracxHTTPError:
+    """A final 401, with what the user can do about it."""
+    hint = response.request.extensions.get(AUTH_HINT)
+    detail = _detail(response)
+    return DiracxHTTPError(401, f"{hint} (the service said: {detail})" if hint else detail)
+
+
 async def _raise_for_status(response: httpx.Response) -> None:
     """Response hook: an error answer becomes a DiracxHTTPError before anyone parses it."""
     if response.status_code == 307 and response.request.extensions.get(BLOB_REDIRECT):
         return  # a blob download sent to the object store (a presigned URL)
+    if response.status_code == 401:
+        if response.request.extensions.get(RENEW_ON_401):
+            return  # the bearer auth renews the token and sends the request again
+        await response.aread()
+        raise _unauthorized(response)
     if response.is_redirect:
         where = response.headers.get("location", "elsewhere")
         raise DiracxHTTPError(
@@ -111,30 +132,107 @@ async def _raise_for_status(response: httpx.Response) -> None:
         raise DiracxHTTPError(response.status_code, _detail(response))
 
 
+class TokenProvider(Protocol):
+    """Where the bearer token of each request comes from."""
+
+    # whether renew() can give a new token after a 401 (a stored login can refresh)
+    renewable: bool
+
+    async def token(self) -> str | None:
+        """The token to send now (None: send none); may refresh an expiring one."""
+
+    async def renew(self, rejected: str) -> str | None:
+        """A token to replace *rejected*, which the service refused (401); None: give up."""
+
+    def hint(self, sent: str | None) -> str | None:
+        """What to tell the user when the service refuses a request that carried *sent*."""
+
+
+class StaticToken:
+    """A fixed token (``DIRACX_TOKEN``, the embedded engine's): never renewed."""
+
+    renewable = False
+
+    def __init__(self, token: str | None) -> None:
+        # a token read from a file often ends with a newline; an empty one is none at all
+        self._token = (token or "").strip() or None
+
+    async def token(self) -> str | None:
+        return self._token
+
+    async def renew(self, rejected: str) -> str | None:
+        return None
+
+    def hint(self, sent: str | None) -> str | None:
+        return None
+
+
+def _replayable(request: httpx.Request) -> bool:
+    """Whether *request* can be sent again (its body is bytes, not a stream being read)."""
+    return isinstance(request.stream, httpx.ByteStream)
+
+
+class BearerAuth(httpx.Auth):
+    """Sends the provider's token; on a 401, renews it once and sends the request again."""
+
+    def __init__(self, provider: TokenProvider) -> None:
+        self.provider = provider
+
+    def _authorize(self, request: httpx.Request, token: str | None) -> None:
+        # without a token, no Authorization header at all ("Bearer " is not valid HTTP)
+        if token:
+            request.headers["Authorization"] = f"Bearer {token}"
+        else:
+            request.headers.pop("Authorization", None)
+        hint = self.provider.hint(token)
+        if hint:
+            request.extensions = {**request.extensions, AUTH_HINT: hint}
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        token = await self.provider.token()
+        self._authorize(request, token)
+        retry = bool(token) and self.provider.renewable and _replayable(request)
+        if retry:
+            request.extensions = {**request.extensions, RENEW_ON_401: True}
+        response = yield request
+        if not retry or response.status_code != 401:
+            return
+        assert token is not None
+        request.extensions = {k: v for k, v in request.extensions.items() if k != RENEW_ON_401}
+        renewed = await self.provider.renew(token)
+        if not renewed or renewed == token:
+            await response.aread()
+            raise _unauthorized(response)
+        self._authorize(request, renewed)
+        yield request
+
+
 class AsyncDiracxClient:
     """One connection to a DiracX service."""
 
-    def __init__(self, url: str, token: str | None, *, timeout: float = 60.0) -> None:
+    def __init__(
+        self, url: str, token: str | TokenProvider | None, *, timeout: float = 60.0
+    ) -> None:
         self.url = url.rstrip("/")
-        token = (token or "").strip()  # a token read from a file often ends with a newline
-        headers = {VERSION_HEADER: __version__}
-        if token:  # without one, no Authorization header at all ("Bearer " is not valid HTTP)
-            headers["Authorization"] = f"Bearer {token}"
+        self.tokens: TokenProvider = (
+            token if token is not None and not isinstance(token, str) else StaticToken(token)
+        )
         # One httpx client for the generated functions and the blob transfers alike.
         self._http = httpx.AsyncClient(
             base_url=self.url,
-            headers=headers,
+            headers={VERSION_HEADER: __version__},
+            auth=BearerAuth(self.tokens),
             # Plain HTTP (the embedded engine on loopback) needs no certificates: loading
             # them costs more than a whole request.
             verify=not self.url.startswith("http://"),
             timeout=httpx.Timeout(timeout, connect=10.0),
             event_hooks={"response": [_raise_for_status]},
         )
-        # The generated functions only use the client to reach self._http.
-        self._client: AuthenticatedClient | Client = (
-            AuthenticatedClient(base_url=self.url, token=token, raise_on_unexpected_status=False)
-            if token
-            else Client(base_url=self.url, raise_on_unexpected_status=False)
+        # The generated functions only use the client to reach self._http (and its auth).
+        self._client: AuthenticatedClient | Client = Client(
+            base_url=self.url, raise_on_unexpected_status=False
         )
         self._client.set_async_httpx_client(self._http)
         # Transfers to and from the object store (presigned URLs): no credentials, no hooks
@@ -242,6 +340,42 @@ class AsyncDiracxClient:
 
     async def metadata(self) -> Metadata:
         return self._parse(Metadata, await self._call(get_metadata_api.asyncio_detailed))
+
+    async def request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """A route without a generated function (an extension's, ``/api/...``): its JSON
+        answer. Errors raise ``DiracxHTTPError`` with the service's message, as elsewhere."""
+        try:
+            response = await self._http.request(method, path, json=json, params=params)
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc) from exc
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise self._unexpected(exc) from exc
+
+    async def userinfo(self) -> UserInfo:
+        """Who this client's token stands for: user, VO, group, properties."""
+        try:
+            response = await self._http.get(USERINFO_PATH)
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc) from exc
+        try:
+            return UserInfo.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise self._unexpected(exc) from exc
+
+    async def token_expiry(self) -> float | None:
+        """When the token sent now expires (Unix time); None for a token that does not say
+        (the embedded engine's) or no token at all."""
+        token = await self.tokens.token()
+        return jwt_expiry(token) if token else None
 
     # -- blobs -----------------------------------------------------------------------
 

@@ -10,9 +10,20 @@ local user, in the ``local`` VO.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ByteSize, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AnyHttpUrl,
+    BaseModel,
+    ByteSize,
+    ConfigDict,
+    Field,
+    model_validator,
+)
+
+from diracx.core.passwords import is_password_hash
 
 LOCAL_VO = "local"
 LOCAL_USER = "local"
@@ -24,6 +35,16 @@ VO_ADMIN = "VOAdmin"  # acts on every job and pin of its VO (other users' too)
 SERVICE_ADMIN = "ServiceAdministrator"  # the whole service: garbage collection, every VO
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")]
+
+
+def _check_hash(value: str) -> str:
+    # a password pasted here by mistake must not load (nor be served, logged or hashed)
+    if not is_password_hash(value):
+        raise ValueError("not an argon2id hash: make one with `dirac auth hash-password`")
+    return value
+
+
+PasswordHash = Annotated[str, AfterValidator(_check_hash)]
 
 
 class StrictModel(BaseModel):
@@ -83,13 +104,13 @@ class VOConfig(StrictModel):
 class AccountConfig(StrictModel):
     """A built-in account: a password hash (``dirac auth hash-password``), never a password."""
 
-    password_hash: str
+    password_hash: PasswordHash
 
 
 class ServiceAccountConfig(StrictModel):
     """A client of the client-credentials grant: another service calling the API."""
 
-    secret_hash: str
+    secret_hash: PasswordHash
     vo: str
     group: str
 
@@ -118,6 +139,80 @@ class Config(StrictModel):
         vo_config = self.vos.get(vo)
         group_config = vo_config.groups.get(group) if vo_config else None
         return sorted(group_config.properties) if group_config else []
+
+    def summary(self) -> str:
+        """What the document holds, in one line: ``2 VOs, 4 groups, 3 users, ...``."""
+        counts = {
+            "VO": len(self.vos),
+            "group": sum(len(vo.groups) for vo in self.vos.values()),
+            "user": sum(len(vo.users) for vo in self.vos.values()),
+            "identity provider": sum(1 for vo in self.vos.values() if vo.identity_provider),
+            "built-in account": len(self.accounts),
+            "service account": len(self.service_accounts),
+        }
+        return ", ".join(f"{n} {what}{'' if n == 1 else 's'}" for what, n in counts.items())
+
+    def view(self, vos: Iterable[str] | None = None) -> ConfigView:
+        """What may be shown of the configuration: the VOs *vos* (None: all), their service
+        accounts' VO and group, and never a password hash, secret hash or client secret."""
+        shown = self.vos if vos is None else {v: self.vos[v] for v in vos if v in self.vos}
+        return ConfigView(
+            vos={
+                name: VOView(
+                    identity_provider=(
+                        IdentityProviderView(
+                            issuer=str(vo.identity_provider.issuer),
+                            client_id=vo.identity_provider.client_id,
+                            scopes=list(vo.identity_provider.scopes),
+                        )
+                        if vo.identity_provider
+                        else None
+                    ),
+                    default_group=vo.default_group,
+                    groups=dict(vo.groups),
+                    users=dict(vo.users),
+                    quotas=vo.quotas,
+                    executors=vo.executors,
+                    queues=vo.queues,
+                    service_accounts={
+                        client_id: ServiceAccountView(group=account.group)
+                        for client_id, account in sorted(self.service_accounts.items())
+                        if account.vo == name
+                    },
+                )
+                for name, vo in sorted(shown.items())
+            }
+        )
+
+
+# -- what GET /api/config serves: the same fields, minus every secret -------------------
+
+
+class IdentityProviderView(StrictModel):
+    issuer: str
+    client_id: str
+    scopes: list[str]
+
+
+class ServiceAccountView(StrictModel):
+    group: str
+
+
+class VOView(StrictModel):
+    identity_provider: IdentityProviderView | None
+    default_group: str
+    groups: dict[str, GroupConfig]
+    users: dict[str, UserConfig]
+    quotas: QuotaConfig
+    executors: list[str] | None
+    queues: list[str] | None
+    service_accounts: dict[str, ServiceAccountView]  # client id -> its group in this VO
+
+
+class ConfigView(StrictModel):
+    """The configuration as one user may see it (``GET /api/config``)."""
+
+    vos: dict[str, VOView]
 
 
 def local_config() -> Config:

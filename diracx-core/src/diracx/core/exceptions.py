@@ -41,3 +41,7 @@ class ServiceUnavailableError(DiracxError):
 
 class ConflictError(DiracxError):
     """The request does not fit the object's state: killing a job that already ended..."""
+
+
+class ForbiddenError(DiracxError):
+    """The caller may not do this: another user's object without VOAdmin, a quota reached..."""

@@ -2,7 +2,8 @@
 
 A search names job attributes by their column name (``status``, ``minor_status``)
 or by DIRAC's name (``Status``, ``MinorStatus``, ``JobID``...); ``attribute_name``
-turns either into the column name, and refuses anything else.
+turns either into the column name, and refuses anything else. Searches see only the
+caller's VO: the service adds that condition itself, whatever the filters say.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ JOB_ATTRIBUTES: dict[str, type] = {
     "pipeline_id": int,
     "dref": str,
     "name": str,
+    "vo": str,  # always the caller's: the service adds that condition to every search
+    "owner": str,  # the subject of the user who submitted it
     "status": str,
     "minor_status": str,
     "worker": str,
@@ -45,6 +48,8 @@ JOB_ATTRIBUTES: dict[str, type] = {
 DIRAC_NAMES: dict[str, str] = {
     "JobID": "id",
     "JobName": "name",
+    "Owner": "owner",
+    "VO": "vo",
     "Status": "status",
     "MinorStatus": "minor_status",
     "Site": "worker",

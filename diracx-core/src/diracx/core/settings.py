@@ -34,6 +34,12 @@ def default_data_dir() -> Path:
     return Path(base) / "diracx"
 
 
+def default_credentials_path() -> Path:
+    """Where ``dirac login`` keeps its tokens: ``$XDG_CACHE_HOME/diracx/credentials.json``."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "diracx" / "credentials.json"
+
+
 class ServiceSettings(BaseSettings):
     """Settings shared by the service and the workers."""
 
@@ -73,7 +79,7 @@ class ServiceSettings(BaseSettings):
     # The configuration (diracx.core.config): a YAML file, or a git repository as
     # ``git+<repo url or path>#<file in the repo>`` (read at its HEAD). Unset: one local VO.
     config: str | None = None
-    # Re-read the configuration (file mtime, or git HEAD) at most this often (s)
+    # Look for a new configuration (file mtime and size, or git HEAD) this often (s; 0: never)
     config_reload_interval: float = Field(default=10.0, ge=0)
     # The service's public URL: the issuer of its tokens and the base of its login links
     public_url: str = "http://localhost:8000"
@@ -82,6 +88,8 @@ class ServiceSettings(BaseSettings):
     refresh_token_lifetime: int = Field(default=7 * 24 * 3600, ge=60)  # seconds
     # A device authorization request waits this long for the user's approval (s)
     device_flow_lifetime: int = Field(default=600, ge=10)
+    # ...and its client polls the token endpoint at most this often (s, RFC 8628 3.2)
+    device_flow_interval: int = Field(default=5, ge=1)
     # The key that seals the secrets of container steps while their jobs wait
     # (diracx.core.secrets; the embedded engine makes one in data_dir/secret.key).
     # The service and every worker need the same one. Unset: secrets are refused.
@@ -152,3 +160,5 @@ class ClientSettings(BaseSettings):
     url: str | None = None  # DIRACX_URL: the service to use; unset means the embedded engine
     token: SecretStr | None = None  # DIRACX_TOKEN: bearer token for DIRACX_URL
     data_dir: Path = Field(default_factory=default_data_dir)
+    # DIRACX_CREDENTIALS_PATH: the tokens of `dirac login` (used when DIRACX_TOKEN is unset)
+    credentials_path: Path = Field(default_factory=default_credentials_path)

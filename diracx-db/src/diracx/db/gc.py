@@ -18,6 +18,11 @@ A collection runs in three steps:
 A blob written or refreshed within the grace period is never taken, so a build
 that ingests outputs while a collection runs (its realization is recorded only
 when it finishes) keeps them, and so does a client told it need not upload a blob.
+
+The store is shared by every VO, so a collection is global: its roots are every
+VO's pins and pipelines, and it removes the VOs' claims on what it removes (a
+realization's ``realization_vos`` rows with it, a blob's ``blob_vos`` rows once the
+blob is gone). Pins are per VO: a name means something in one VO only.
 """
 
 from __future__ import annotations
@@ -34,7 +39,12 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select
 
 from diracx.core.canonical import is_digest
-from diracx.core.exceptions import ConflictError, DiracxError, ObjectNotFoundError
+from diracx.core.exceptions import (
+    ConflictError,
+    DiracxError,
+    ForbiddenError,
+    ObjectNotFoundError,
+)
 from diracx.core.gc import (
     BlobFacts,
     GCRealization,
@@ -51,7 +61,17 @@ from diracx.core.store import LocalStore
 from diracx.core.tree import Tree
 from diracx.db.os import S3Store
 from diracx.db.pipelines import CHUNK, PipelineDB, chunks
-from diracx.db.schema import derivations, jobs, pins, pipeline_stages, pipelines, realizations
+from diracx.db.schema import (
+    blob_vos,
+    derivations,
+    jobs,
+    pins,
+    pipeline_stages,
+    pipelines,
+    realization_vos,
+    realizations,
+)
+from diracx.db.visibility import claim_blobs, visible_blobs, visible_realizations
 
 STACK_FILE = "stack.json"  # an OCI step's output: the layers (blobs) of its filesystem
 
@@ -87,8 +107,24 @@ def _pin_query() -> Any:
     )
 
 
-async def pin(db: PipelineDB, name: str, rref: str, owner: str) -> PinInfo:
-    """Name *rref* (moving the name if it named another realization)."""
+def _pin_where(vo: str, name: str) -> Any:
+    return (pins.c.vo == vo) & (pins.c.name == name)
+
+
+def _may_replace(row: Any, user: str, admin: bool, doing: str) -> None:
+    """Only its owner, or an administrator of the VO, may remove or move a pin."""
+    if row.owner != user and not admin:
+        raise ForbiddenError(
+            f"pin {row.name!r} belongs to {row.owner!r}: only they or an administrator of "
+            f"the VO (VOAdmin) may {doing} it"
+        )
+
+
+async def pin(
+    db: PipelineDB, vo: str, name: str, rref: str, owner: str, *, admin: bool = False
+) -> PinInfo:
+    """Name *rref* in *vo* (moving the name if it named another realization: its owner's
+    or, with *admin*, anyone's). The realization must be one *vo* may see."""
     try:
         check_pin_name(name)
     except ValueError as exc:
@@ -96,34 +132,42 @@ async def pin(db: PipelineDB, name: str, rref: str, owner: str) -> PinInfo:
     ts = datetime.now(UTC)
 
     def tx(conn: Connection) -> Any:
-        exists = conn.execute(select(realizations.c.rref).where(realizations.c.rref == rref))
-        if exists.first() is None:
+        if not visible_realizations(conn, vo, [rref]):
             raise ObjectNotFoundError(f"realization {rref} does not exist: nothing to pin")
-        conn.execute(delete(pins).where(pins.c.name == name))
-        conn.execute(insert(pins).values(name=name, rref=rref, owner=owner, created=ts))
-        return _pin_info(conn.execute(_pin_query().where(pins.c.name == name)).one())
+        old = conn.execute(select(pins).where(_pin_where(vo, name))).first()
+        if old is not None and old.rref != rref:
+            _may_replace(old, owner, admin, "move")
+            conn.execute(delete(pins).where(_pin_where(vo, name)))
+        if old is None or old.rref != rref:  # pinned again as it was: left as it is
+            conn.execute(insert(pins).values(vo=vo, name=name, rref=rref, owner=owner, created=ts))
+        return _pin_info(conn.execute(_pin_query().where(_pin_where(vo, name))).one())
 
     result: PinInfo = await db.engines.write(tx)
     return result
 
 
-async def unpin(db: PipelineDB, name: str) -> PinInfo:
-    """Remove the pin *name*; return what it named."""
+async def unpin(db: PipelineDB, vo: str, name: str, user: str, *, admin: bool = False) -> PinInfo:
+    """Remove *vo*'s pin *name* (*user*'s own, or with *admin* anyone's); return what it
+    named."""
 
     def tx(conn: Connection) -> Any:
-        row = conn.execute(_pin_query().where(pins.c.name == name)).first()
+        row = conn.execute(_pin_query().where(_pin_where(vo, name))).first()
         if row is None:
             raise ObjectNotFoundError(f"there is no pin named {name!r} (see `dirac store pins`)")
-        conn.execute(delete(pins).where(pins.c.name == name))
+        _may_replace(row, user, admin, "remove")
+        conn.execute(delete(pins).where(_pin_where(vo, name)))
         return _pin_info(row)
 
     result: PinInfo = await db.engines.write(tx)
     return result
 
 
-async def list_pins(db: PipelineDB) -> list[PinInfo]:
+async def list_pins(db: PipelineDB, vo: str) -> list[PinInfo]:
+    """*vo*'s pins, by name."""
+
     def tx(conn: Connection) -> Any:
-        return [_pin_info(r) for r in conn.execute(_pin_query().order_by(pins.c.name))]
+        query = _pin_query().where(pins.c.vo == vo).order_by(pins.c.name)
+        return [_pin_info(r) for r in conn.execute(query)]
 
     result: list[PinInfo] = await db.engines.read(tx)
     return result
@@ -362,6 +406,36 @@ def protected_blobs(rows: Rows, trees: TreeBlobs) -> set[str]:
     return blobs
 
 
+# --------------------------------------------------------------------------- claims
+
+
+async def backfill_blob_claims(db: PipelineDB, store: Store) -> int:
+    """Give each VO a claim on every blob of the realizations it may see that the store
+    has (output trees expanded, logs, the trees of their derivations); return how many
+    claims were added. Realizations made before VOs existed (migration 0006 gave them to
+    the local VO) have no claims on their blobs: until this runs, their outputs cannot be
+    downloaded. Run it once after that migration; running it again adds nothing."""
+    rows = await db.engines.read(read_rows, datetime.now(UTC))
+    facts = await asyncio.to_thread(realization_facts, rows, TreeBlobs(store))
+    present = await asyncio.to_thread(list_blobs, store)
+
+    def tx(conn: Connection) -> int:
+        wanted: dict[str, set[str]] = {}
+        for rref, vo in conn.execute(select(realization_vos.c.rref, realization_vos.c.vo)):
+            if rref in facts:
+                wanted.setdefault(vo, set()).update(facts[rref].blobs)
+        added = 0
+        for vo, blobs in sorted(wanted.items()):
+            have = visible_blobs(conn, vo, blobs)
+            new = {d: present[d].size for d in blobs - have if d in present}
+            claim_blobs(conn, vo, new)  # what the VO built: no quota applies
+            added += len(new)
+        return added
+
+    result: int = await db.engines.write(tx)
+    return result
+
+
 # --------------------------------------------------------------------------- collect
 
 
@@ -369,7 +443,8 @@ async def collect(
     db: PipelineDB, store: Store, request: GCRequest, *, now: datetime | None = None
 ) -> GCReport:
     """Remove (or, with ``dry_run``, list) what no root reaches; see the module's text."""
-    now = now or datetime.now(UTC)
+    started = datetime.now(UTC)
+    now = now or started
     keep_since = now - timedelta(days=request.keep_days)
     row_cutoff = now - timedelta(seconds=request.grace_seconds)
     blob_cutoff = row_cutoff.timestamp()
@@ -404,6 +479,7 @@ async def collect(
             kept = closure([*again.roots, *young], {r: again.inputs(r) for r in again.rows})
             gone = [r for r in doomed if r in again.rows and r not in kept]
             for part in chunks(gone, CHUNK):
+                conn.execute(delete(realization_vos).where(realization_vos.c.rref.in_(part)))
                 conn.execute(delete(realizations).where(realizations.c.rref.in_(part)))
             return gone
 
@@ -417,6 +493,7 @@ async def collect(
         trees.check(referenced)
         candidates = [b for b in removed_blobs if b not in referenced]
         removed_blobs = await asyncio.to_thread(remove_blobs, store, candidates, blob_cutoff)
+        await db.engines.write(drop_blob_claims, removed_blobs, started)
     freed = sum(blobs_now[b].size for b in removed_blobs)
     return GCReport(
         dry_run=request.dry_run,
@@ -436,4 +513,24 @@ async def collect(
     )
 
 
-__all__ = ["collect", "list_blobs", "list_pins", "pin", "read_rows", "remove_blob", "unpin"]
+def drop_blob_claims(conn: Connection, digests: Iterable[str], before: datetime) -> None:
+    """Remove the VOs' claims on removed blobs. A claim recorded since *before* (the
+    collection's start) stays: its bytes may have been uploaded again meanwhile (a claim
+    on a blob the store lacks is harmless: ``/api/blobs/missing`` checks the store too)."""
+    for part in chunks(sorted(digests), CHUNK):
+        conn.execute(
+            delete(blob_vos).where(blob_vos.c.digest.in_(part), blob_vos.c.created <= before)
+        )
+
+
+__all__ = [
+    "backfill_blob_claims",
+    "collect",
+    "drop_blob_claims",
+    "list_blobs",
+    "list_pins",
+    "pin",
+    "read_rows",
+    "remove_blob",
+    "unpin",
+]

@@ -7,9 +7,10 @@ the old state or the new one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,8 +37,9 @@ from diracx.core.broker import (
     unserved_reason,
 )
 from diracx.core.canonical import canonical_json
+from diracx.core.config import LOCAL_VO, VO_ADMIN
 from diracx.core.derivation import Derivation, Matcher, Scheduling
-from diracx.core.exceptions import ConflictError
+from diracx.core.exceptions import ConflictError, ForbiddenError, ObjectNotFoundError
 from diracx.core.matching import (
     Candidate,
     PipelinePlan,
@@ -68,8 +70,15 @@ from diracx.db.schema import (
     jobs,
     pipeline_stages,
     pipelines,
+    realization_vos,
     realizations,
     workers,
+)
+from diracx.db.visibility import (
+    claim_blobs,
+    claim_realizations,
+    visible_blobs,
+    vo_store_bytes,
 )
 
 S = JobStatus
@@ -107,6 +116,44 @@ def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
 
 def retries_left(row: Any) -> bool:
     return bool(row.failures < row.retries)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who reads or acts: a user sees only the objects of *vo*, and acts only on the jobs
+    and pipelines they own (*sub*), or on all of the VO's with *vo_admin* (``VOAdmin``)."""
+
+    vo: str
+    sub: str
+    vo_admin: bool = False
+
+    def may_act_on(self, owner: str) -> bool:
+        return self.vo_admin or owner == self.sub
+
+    def refuse(self, what: str, owner: str, verb: str) -> ForbiddenError:
+        """The 403 for acting on *what* (``job 12``), which another user of the VO owns."""
+        return ForbiddenError(
+            f"{what} belongs to user {owner!r}: only its owner or a user with the "
+            f"{VO_ADMIN} property may {verb} it"
+        )
+
+
+# Called in the submission's transaction with (the VO's jobs not in a final status, the
+# jobs the submission creates); raises to refuse it (the running_jobs quota).
+Admit = Callable[[int, int], None]
+
+
+def lock_vo(conn: Connection, vo: str) -> None:
+    """Serialize the transactions that start jobs of a VO whose running jobs are limited:
+    one counts the VO's jobs and adds its own before the next one counts.
+
+    A PostgreSQL advisory lock (two 32-bit keys: a space apart from the DRef locks),
+    taken before any other. SQLite runs one write transaction at a time already.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    key = int.from_bytes(hashlib.sha256(vo.encode()).digest()[:4], "big", signed=True)
+    conn.execute(text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": 0x766F, "b": key})
 
 
 @dataclass(frozen=True)
@@ -158,6 +205,10 @@ class BuildSuccess:
     metrics: dict[str, Any] = field(default_factory=dict)
     # the derivation's matcher: a some(n) job builds again until n realizations exist
     matcher: Matcher | None = None
+    # digest -> size of every blob of the output closure (the tree's manifest, its files)
+    # and of the log: the job's VO gets a claim on each (it may read them, they count
+    # against its store_bytes quota)
+    blobs: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -165,6 +216,7 @@ class BuildFailure:
     job_id: int
     reason: str
     log: str | None
+    blobs: Mapping[str, int] = field(default_factory=dict)  # the log's digest -> size
 
 
 @dataclass
@@ -193,6 +245,9 @@ class ClaimOutcome:
 class KillOutcome:
     killed: list[int] = field(default_factory=list)  # now Killed
     failed: list[int] = field(default_factory=list)  # dependents that failed because of them
+    # live jobs of the pipeline left alone: another user's (joined at submission), which
+    # the actor may not kill
+    spared: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -350,19 +405,25 @@ class PipelineDB:
         ordered: Sequence[tuple[str, Derivation]],
         targets: Sequence[str],
         *,
+        vo: str = LOCAL_VO,
         extras: Mapping[str, Mapping[str, Any]] | None = None,
         secrets: Mapping[str, str] | None = None,
         force: Iterable[str] = (),
+        admit: Admit | None = None,
     ) -> SubmitOutcome:
         """Record a pipeline whole: reuse what is realized, join live jobs, create the rest.
 
         *ordered* lists the derivations inputs first (``plan_order``). Runs as one
-        transaction: the pipeline is recorded whole or not at all. *extras* (DRef ->
-        builder fields left out of the DRef) and *secrets* (DRef -> sealed secret
-        values) go with the jobs this submission creates. Each derivation's matcher decides
-        (``diracx.core.matching.plan``): reused, joined (a live job builds it) or built;
-        *force* (DRefs) are built even if their matcher is satisfied. A matcher in error
-        (``only`` with two realizations...) is a ConflictError: nothing is recorded.
+        transaction: the pipeline is recorded whole or not at all. The pipeline and the
+        jobs it creates belong to *owner* in *vo*. *extras* (DRef -> builder fields left
+        out of the DRef) and *secrets* (DRef -> sealed secret values) go with the jobs this
+        submission creates. Each derivation's matcher decides (``diracx.core.matching.plan``)
+        among the realizations *vo* has a claim on: reused, joined (a live job of *vo*
+        builds it) or built; *force* (DRefs) are built even if their matcher is satisfied.
+        A matcher in error (``only`` with two realizations...) is a ConflictError: nothing
+        is recorded. *admit*, if given, is called with the VO's jobs not in a final status
+        and the number of jobs this submission creates, and may raise to refuse it (the
+        submissions of the VO are then serialized, so that two cannot both pass it).
         """
         forced = frozenset(force)
         extras = extras or {}
@@ -371,10 +432,12 @@ class PipelineDB:
         drefs = [d for d, _ in ordered]
 
         def tx(conn: Connection) -> Any:
+            if admit is not None:
+                lock_vo(conn, vo)  # before the DRef locks (see _plan): always in this order
             pipeline_id = (
                 conn.execute(
                     insert(pipelines)
-                    .values(owner=owner, created=ts, targets=json.dumps(list(targets)))
+                    .values(owner=owner, vo=vo, created=ts, targets=json.dumps(list(targets)))
                     .returning(pipelines.c.id)
                 )
             ).scalar_one()
@@ -391,7 +454,7 @@ class PipelineDB:
                 ],
             )
             # reuse, join (a live job, locked) or build each stage: see _plan
-            plans = self._plan(conn, ordered, forced, lock=True)
+            plans = self._plan(conn, ordered, forced, vo, lock=True)
             errors = [plans[d].reason for d, _ in ordered if plans[d].action == "error"]
             if errors:  # a matcher that cannot choose: nothing is recorded
                 raise ConflictError(errors[0])
@@ -410,6 +473,8 @@ class PipelineDB:
                         "pipeline_id": pipeline_id,
                         "dref": dref,
                         "name": drv.name,
+                        "vo": vo,
+                        "owner": owner,
                         "status": (S.CHECKING if pending else S.WAITING).value,
                         "minor_status": "Waiting for inputs" if pending else "Ready",
                         "attempt": 1,
@@ -427,6 +492,8 @@ class PipelineDB:
                         ),
                     }
                 )
+            if admit is not None:
+                admit(self._running_jobs(conn, vo), len(new_jobs))
             if new_jobs:
                 # A plain executemany, then one query for the ids: RETURNING in an
                 # executemany runs row by row on SQLite.
@@ -503,12 +570,17 @@ class PipelineDB:
         return SubmitOutcome(pipeline=info, ready=ready, queues=queues)
 
     async def plan(
-        self, ordered: Sequence[tuple[str, Derivation]], force: Iterable[str] = ()
+        self,
+        ordered: Sequence[tuple[str, Derivation]],
+        force: Iterable[str] = (),
+        *,
+        vo: str = LOCAL_VO,
     ) -> PipelinePlan:
-        """What ``submit`` would do with each stage, and why; records nothing (a dry run)."""
+        """What ``submit`` would do with each stage for *vo*, and why; records nothing
+        (a dry run)."""
 
         def tx(conn: Connection) -> Any:
-            return self._plan(conn, ordered, frozenset(force), lock=False)
+            return self._plan(conn, ordered, frozenset(force), vo, lock=False)
 
         plans = await self.engines.read(tx)
         return to_pipeline_plan(ordered, plans)
@@ -518,9 +590,13 @@ class PipelineDB:
         conn: Connection,
         ordered: Sequence[tuple[str, Derivation]],
         forced: frozenset[str],
+        vo: str,
         *,
         lock: bool,
     ) -> dict[str, StagePlan]:
+        """Each stage's plan for *vo*: only its realizations are reused, only its live
+        jobs joined (another VO builds the same derivation again: it has no claim on what
+        that one built, and a deterministic rebuild then gives it one)."""
         drefs = [d for d, _ in ordered]
         if lock and conn.dialect.name == "postgresql":
             # Two submissions of the same new derivation at once would each find no
@@ -543,20 +619,26 @@ class PipelineDB:
         for part in chunks(drefs):
             query = (
                 select(jobs.c.dref, jobs.c.id)
-                .where(jobs.c.dref.in_(part), jobs.c.status.in_([s.value for s in LIVE_STATUSES]))
+                .where(
+                    jobs.c.dref.in_(part),
+                    jobs.c.vo == vo,
+                    jobs.c.status.in_([s.value for s in LIVE_STATUSES]),
+                )
                 .order_by(jobs.c.id)
             )
             for dref, job_id in conn.execute(query.with_for_update() if lock else query):
                 live.setdefault(dref, job_id)
         matchers = {d: (drv.name, drv.matcher) for d, drv in ordered}
-        return plan(ordered, self._candidates(conn, matchers), live=live, forced=forced)
+        return plan(ordered, self._candidates(conn, matchers, vo), live=live, forced=forced)
 
     def _candidates(
-        self, conn: Connection, matchers: Mapping[str, tuple[str, Matcher]]
+        self, conn: Connection, matchers: Mapping[str, tuple[str, Matcher]], vo: str
     ) -> dict[str, list[Candidate]]:
-        """The realizations of each derivation (DRef -> its name and matcher), oldest
-        first. For an ``exact`` matcher: the realizations it names that exist, of a
-        derivation of the same name (its DRef differs: the matcher is part of it)."""
+        """The realizations of each derivation (DRef -> its name and matcher) that *vo*
+        has a claim on, oldest first. For an ``exact`` matcher: the realizations it names
+        that *vo* sees, of a derivation of the same name (its DRef differs: the matcher is
+        part of it); one of another VO is absent, exactly as one that does not exist."""
+        claimed = and_(realization_vos.c.rref == realizations.c.rref, realization_vos.c.vo == vo)
         drefs = [d for d, (_, m) in matchers.items() if m.kind != "exact"]
         exact = {r for _, m in matchers.values() if m.kind == "exact" for r in m.rrefs or ()}
         found: dict[str, list[Candidate]] = defaultdict(list)
@@ -571,6 +653,7 @@ class PipelineDB:
                     realizations.c.metrics,
                 )
                 .join(derivations, derivations.c.dref == realizations.c.dref)
+                .join(realization_vos, claimed)
                 .where(realizations.c.rref.in_(part))
             )
             for r in rows:
@@ -589,6 +672,7 @@ class PipelineDB:
                     realizations.c.context,
                     realizations.c.metrics,
                 )
+                .join(realization_vos, claimed)
                 .where(realizations.c.dref.in_(part))
                 .order_by(realizations.c.created, realizations.c.rref)
             )
@@ -601,7 +685,8 @@ class PipelineDB:
     ) -> dict[tuple[int, str], tuple[Matcher, list[Candidate] | str]]:
         """For (pipeline id, input DRef) pairs, what the input's matcher chooses now (or
         why it cannot), among the realizations of the context the pipeline built or
-        reused it with (that of its stage's realization in the pipeline)."""
+        reused it with (that of its stage's realization in the pipeline), among those the
+        pipeline's VO has a claim on."""
         if not wanted:
             return {}
         needed = sorted({d for _, d in wanted})
@@ -631,11 +716,23 @@ class PipelineDB:
                 )
             )
             shown.update(((r.pipeline_id, r.dref), r.rref) for r in rows if r.rref)
-        found = self._candidates(conn, matchers)
+        vo_of: dict[int, str] = {}
+        for part in chunks(pipeline_ids):
+            rows = conn.execute(
+                select(pipelines.c.id, pipelines.c.vo).where(pipelines.c.id.in_(part))
+            )
+            vo_of.update((r.id, r.vo) for r in rows)
+        by_vo: dict[str, set[str]] = defaultdict(set)
+        for pipeline_id, dref in wanted:
+            by_vo[vo_of[pipeline_id]].add(dref)
+        found = {
+            vo: self._candidates(conn, {d: matchers[d] for d in sorted(drefs)}, vo)
+            for vo, drefs in by_vo.items()
+        }
         chosen: dict[tuple[int, str], tuple[Matcher, list[Candidate] | str]] = {}
         for key in wanted:
             name, matcher = matchers[key[1]]
-            cands = found.get(key[1], [])
+            cands = found[vo_of[key[0]]].get(key[1], [])
             ref = next((c for c in cands if c.rref == shown.get(key)), None)
             considered = in_context(matcher, cands, None if ref is None else ref.context)
             choice = choose(matcher, name, considered)
@@ -895,8 +992,12 @@ class PipelineDB:
         outcome = FinishOutcome()
 
         def tx(conn: Connection) -> Any:
+            vo_of = self._job_vos(
+                conn, [*(x.job_id for x in successes), *(x.job_id for x in failures)]
+            )
+            # known before this finish: a some(n) build that yields one is deterministic
+            known = self._known_rrefs(conn, [s.rref for s in successes])
             if successes:
-                known = self._known_rrefs(conn, [s.rref for s in successes])
                 conn.execute(
                     self._insert_ignore(realizations),
                     [
@@ -915,7 +1016,9 @@ class PipelineDB:
                         for s in successes
                     ],
                 )
-                again = self._build_again(conn, worker, successes, known, ts)
+            self._claim_results(conn, vo_of, successes, failures)
+            if successes:
+                again = self._build_again(conn, worker, successes, known, vo_of, ts)
                 done_ids = self._end_jobs(
                     conn,
                     [
@@ -947,6 +1050,39 @@ class PipelineDB:
         await self.engines.write(tx)
         return outcome
 
+    def _job_vos(self, conn: Connection, job_ids: Sequence[int]) -> dict[int, str]:
+        """The VO of each job."""
+        vo_of: dict[int, str] = {}
+        for part in chunks(sorted(set(job_ids))):
+            rows = conn.execute(select(jobs.c.id, jobs.c.vo).where(jobs.c.id.in_(part)))
+            vo_of.update((r.id, r.vo) for r in rows)
+        return vo_of
+
+    def _claim_results(
+        self,
+        conn: Connection,
+        vo_of: Mapping[int, str],
+        successes: Sequence[BuildSuccess],
+        failures: Sequence[BuildFailure],
+    ) -> None:
+        """Give each job's VO a claim on what the job made: its realization (a
+        deterministic rebuild of another VO's one included: it is that VO's too now),
+        the output's blobs and the log. The realizations rows must exist."""
+        rrefs: dict[str, set[str]] = defaultdict(set)
+        blobs: dict[str, dict[str, int]] = defaultdict(dict)
+        results: list[BuildSuccess | BuildFailure] = [*successes, *failures]
+        for x in results:
+            vo = vo_of.get(x.job_id)
+            if vo is None:
+                continue
+            blobs[vo].update(x.blobs)
+            if isinstance(x, BuildSuccess):
+                rrefs[vo].add(x.rref)
+        for vo, sizes in sorted(blobs.items()):
+            claim_blobs(conn, vo, sizes)
+        for vo, found in sorted(rrefs.items()):
+            claim_realizations(conn, vo, found)
+
     def _known_rrefs(self, conn: Connection, rrefs: Sequence[str]) -> set[str]:
         known: set[str] = set()
         for part in chunks(sorted(set(rrefs))):
@@ -960,6 +1096,7 @@ class PipelineDB:
         worker: str,
         successes: Sequence[BuildSuccess],
         known: set[str],
+        vo_of: Mapping[int, str],
         ts: datetime,
     ) -> list[int]:
         """The ``some(n)`` jobs to build once more: Waiting again, to be queued.
@@ -974,12 +1111,14 @@ class PipelineDB:
             m = s.matcher
             if m is None or m.kind != "some" or s.rref in known:
                 continue
-            count = conn.execute(
+            count = conn.execute(  # those the job's VO sees: the matcher sees no others
                 select(func.count())
                 .select_from(realizations)
+                .join(realization_vos, realization_vos.c.rref == realizations.c.rref)
                 .where(
                     realizations.c.dref == s.dref,
                     realizations.c.context == json.dumps(s.context, sort_keys=True),
+                    realization_vos.c.vo == vo_of.get(s.job_id, LOCAL_VO),
                 )
             ).scalar_one()
             if count < (m.n or 1):
@@ -1257,42 +1396,89 @@ class PipelineDB:
     # -- kill --------------------------------------------------------------------------
 
     async def kill_jobs(
-        self, job_ids: Sequence[int], reason: str = "Killed", source: str = "user"
+        self,
+        job_ids: Sequence[int],
+        reason: str = "Killed",
+        source: str = "user",
+        *,
+        actor: Actor | None = None,
     ) -> KillOutcome:
         """Live jobs -> Killed, and their dependents Failed ("Input 'a' was killed").
 
         Jobs that already ended are left as they are (not in ``killed``). A worker
         building a killed job notices (``held_by``), stops the build, and its result is
-        not recorded: the job is no longer held.
+        not recorded: the job is no longer held. With *actor*, every job must be one it
+        may act on: ObjectNotFoundError for a job of another VO (as for one that does not
+        exist), ForbiddenError for another user's without VOAdmin; nothing is killed then.
         """
         ts = now()
 
         def tx(conn: Connection) -> Any:
+            if actor is not None:
+                self._check_jobs(conn, job_ids, actor, "kill")
             return self._kill(conn, job_ids, reason, source, ts)
 
         return await self.engines.write(tx)
 
+    def _check_jobs(
+        self, conn: Connection, job_ids: Sequence[int], actor: Actor, verb: str
+    ) -> dict[int, Any]:
+        """The rows (id, status, owner) of *job_ids*, locked; raise if *actor* may not
+        act on one of them (see ``kill_jobs``)."""
+        rows: dict[int, Any] = {}
+        for part in chunks(sorted(set(job_ids))):
+            query = select(jobs.c.id, jobs.c.status, jobs.c.owner).where(
+                jobs.c.id.in_(part), jobs.c.vo == actor.vo
+            )
+            rows.update((r.id, r) for r in conn.execute(query.with_for_update()))
+        for job_id in sorted(set(job_ids)):
+            row = rows.get(job_id)
+            if row is None:
+                raise ObjectNotFoundError(f"job {job_id} does not exist")
+            if not actor.may_act_on(row.owner):
+                raise actor.refuse(f"job {job_id}", row.owner, verb)
+        return rows
+
     async def kill_pipeline(
-        self, pipeline_id: int, reason: str = "Killed", source: str = "user"
+        self,
+        pipeline_id: int,
+        reason: str = "Killed",
+        source: str = "user",
+        *,
+        actor: Actor | None = None,
     ) -> KillOutcome | None:
         """Kill every live job of the pipeline (None if there is no such pipeline).
 
         A job the pipeline shares with another one (joined at submission) is killed
-        too: the other pipeline's stages that need it fail.
+        too: the other pipeline's stages that need it fail. With *actor*, a pipeline of
+        another VO does not exist, another user's is a ForbiddenError without VOAdmin,
+        and a joined job of another user is left alone unless *actor* has VOAdmin
+        (``spared``): the other user's pipeline needs it.
         """
         ts = now()
 
         def tx(conn: Connection) -> Any:
-            exists = conn.execute(select(pipelines.c.id).where(pipelines.c.id == pipeline_id))
-            if exists.first() is None:
+            query = select(pipelines.c.id, pipelines.c.owner).where(pipelines.c.id == pipeline_id)
+            if actor is not None:
+                query = query.where(pipelines.c.vo == actor.vo)
+            found = conn.execute(query).first()
+            if found is None:
                 return None
+            if actor is not None and not actor.may_act_on(found.owner):
+                raise actor.refuse(f"pipeline {pipeline_id}", found.owner, "kill")
             rows = conn.execute(
-                select(pipeline_stages.c.job_id).where(
-                    pipeline_stages.c.pipeline_id == pipeline_id,
-                    pipeline_stages.c.job_id.is_not(None),
-                )
+                select(pipeline_stages.c.job_id, jobs.c.owner, jobs.c.status)
+                .join(jobs, jobs.c.id == pipeline_stages.c.job_id)
+                .where(pipeline_stages.c.pipeline_id == pipeline_id)
+            ).all()
+            mine = {r.job_id for r in rows if actor is None or actor.may_act_on(r.owner)}
+            outcome = self._kill(conn, sorted(mine), reason, source, ts)
+            outcome.spared = sorted(
+                r.job_id
+                for r in rows
+                if r.job_id not in mine and JobStatus(r.status) in LIVE_STATUSES
             )
-            return self._kill(conn, sorted(r[0] for r in rows), reason, source, ts)
+            return outcome
 
         return await self.engines.write(tx)
 
@@ -1556,14 +1742,22 @@ class PipelineDB:
 
     # -- reads -------------------------------------------------------------------
 
-    async def get_pipeline(self, pipeline_id: int) -> PipelineInfo | None:
+    # A read given a *vo* sees only that VO's objects: one of another VO is None, exactly
+    # as one that does not exist. Without one (the workers, the scheduler), it sees all.
+
+    async def get_pipeline(self, pipeline_id: int, vo: str | None = None) -> PipelineInfo | None:
         def tx(conn: Connection) -> Any:
-            return self._pipeline_info(conn, pipeline_id)
+            return self._pipeline_info(conn, pipeline_id, vo)
 
         return await self.engines.read(tx)
 
-    def _pipeline_info(self, conn: Connection, pipeline_id: int) -> PipelineInfo | None:
-        row = (conn.execute(select(pipelines).where(pipelines.c.id == pipeline_id))).first()
+    def _pipeline_info(
+        self, conn: Connection, pipeline_id: int, vo: str | None = None
+    ) -> PipelineInfo | None:
+        query = select(pipelines).where(pipelines.c.id == pipeline_id)
+        if vo is not None:
+            query = query.where(pipelines.c.vo == vo)
+        row = conn.execute(query).first()
         if row is None:
             return None
         result = conn.execute(
@@ -1617,15 +1811,15 @@ class PipelineDB:
         )
 
     async def pipeline_events(
-        self, pipeline_id: int, after: int = 0, limit: int = 5000
+        self, pipeline_id: int, after: int = 0, limit: int = 5000, *, vo: str | None = None
     ) -> PipelineEvents | None:
         """Status changes of the pipeline's jobs since event *after*, and whether it is finished."""
 
         def tx(conn: Connection) -> Any:
-            exists = (
-                conn.execute(select(pipelines.c.id).where(pipelines.c.id == pipeline_id))
-            ).first()
-            if exists is None:
+            query = select(pipelines.c.id).where(pipelines.c.id == pipeline_id)
+            if vo is not None:
+                query = query.where(pipelines.c.vo == vo)
+            if conn.execute(query).first() is None:
                 return None
             rows = conn.execute(
                 select(
@@ -1687,9 +1881,12 @@ class PipelineDB:
 
         return await self.engines.read(tx)
 
-    async def get_job(self, job_id: int) -> JobInfo | None:
+    async def get_job(self, job_id: int, vo: str | None = None) -> JobInfo | None:
         def tx(conn: Connection) -> Any:
-            row = (conn.execute(select(jobs).where(jobs.c.id == job_id))).first()
+            query = select(jobs).where(jobs.c.id == job_id)
+            if vo is not None:
+                query = query.where(jobs.c.vo == vo)
+            row = conn.execute(query).first()
             if row is None:
                 return None
             history = conn.execute(
@@ -1723,31 +1920,77 @@ class PipelineDB:
 
         return await self.engines.read(tx)
 
-    async def get_realization(self, rref: str) -> RealizationInfo | None:
+    async def get_realization(self, rref: str, vo: str | None = None) -> RealizationInfo | None:
+        """A realization (with *vo*: only one that VO has a claim on)."""
+
         def tx(conn: Connection) -> Any:
-            rows = self._realization_rows(conn, realizations.c.rref == rref)
-            return rows
+            return self._realization_rows(conn, realizations.c.rref == rref, vo)
 
         rows = await self.engines.read(tx)
         return rows[0] if rows else None
 
-    async def realizations_of(self, dref: str) -> list[RealizationInfo]:
+    async def realizations_of(self, dref: str, vo: str | None = None) -> list[RealizationInfo]:
+        """The realizations of a derivation (with *vo*: those that VO has a claim on)."""
+
         def tx(conn: Connection) -> Any:
-            return self._realization_rows(conn, realizations.c.dref == dref)
+            return self._realization_rows(conn, realizations.c.dref == dref, vo)
 
         return await self.engines.read(tx)
 
-    def _realization_rows(self, conn: Connection, where: Any) -> list[RealizationInfo]:
+    def _realization_rows(
+        self, conn: Connection, where: Any, vo: str | None = None
+    ) -> list[RealizationInfo]:
+        query = select(realizations, derivations.c.name).join(
+            derivations, derivations.c.dref == realizations.c.dref
+        )
+        if vo is not None:
+            query = query.join(
+                realization_vos,
+                and_(realization_vos.c.rref == realizations.c.rref, realization_vos.c.vo == vo),
+            )
         rows = conn.execute(
-            select(realizations, derivations.c.name)
-            .join(derivations, derivations.c.dref == realizations.c.dref)
-            .where(where)
-            .order_by(realizations.c.created, realizations.c.rref)
+            query.where(where).order_by(realizations.c.created, realizations.c.rref)
         )
         return [realization_info(r) for r in rows]
 
+    async def visible_blobs(self, vo: str, digests: Iterable[str]) -> set[str]:
+        """The subset of *digests* that *vo* has a claim on (``diracx.db.visibility``)."""
+        wanted = list(digests)
+
+        def tx(conn: Connection) -> Any:
+            return visible_blobs(conn, vo, wanted)
+
+        return await self.engines.read(tx)
+
+    async def running_jobs(self, vo: str) -> int:
+        """The jobs of *vo* not in a final status (its ``running_jobs`` quota counts them)."""
+
+        def tx(conn: Connection) -> Any:
+            return self._running_jobs(conn, vo)
+
+        return await self.engines.read(tx)
+
+    def _running_jobs(self, conn: Connection, vo: str) -> int:
+        # ix_jobs_vo_status answers it from the index alone
+        count = conn.execute(
+            select(func.count())
+            .select_from(jobs)
+            .where(jobs.c.vo == vo, jobs.c.status.not_in([s.value for s in FINAL_STATUSES]))
+        ).scalar_one()
+        return int(count)
+
+    async def vo_store_bytes(self, vo: str) -> int:
+        """What *vo*'s blobs take in the store (``diracx.db.visibility.vo_store_bytes``)."""
+
+        def tx(conn: Connection) -> Any:
+            return vo_store_bytes(conn, vo)
+
+        return await self.engines.read(tx)
+
 
 __all__ = [
+    "Actor",
+    "Admit",
     "BuildFailure",
     "BuildSuccess",
     "ClaimOutcome",

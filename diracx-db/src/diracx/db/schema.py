@@ -235,6 +235,8 @@ token_families = Table(
     Column("revoked", UTCDateTime),
     Column("revoked_reason", String(255)),
     Index("ix_token_families_sub", "sub"),
+    # every replica reads the revoked families every few seconds
+    Index("ix_token_families_revoked", "revoked"),
 )
 
 refresh_tokens = Table(

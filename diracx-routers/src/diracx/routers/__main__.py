@@ -41,9 +41,20 @@ def main(argv: list[str] | None = None) -> int:
             "with --embedded.",
             file=sys.stderr,
         )
+    from diracx.core.config_source import ConfigError, open_config_source
+    from diracx.core.extensions import ExtensionError
+
+    try:
+        # read once before anything starts: a bad configuration or extension is one clear
+        # message (the app reads the configuration again when it starts, and keeps it fresh)
+        open_config_source(settings)
+        app = create_app(settings)
+    except (ConfigError, ExtensionError) as exc:
+        print(f"diracx: cannot start: {exc}", file=sys.stderr)
+        return 1
     if not args.no_migrate:
         upgrade(settings.resolved_db_url())
-    uvicorn.run(create_app(settings), host=args.host, port=args.port or 8000, log_level="info")
+    uvicorn.run(app, host=args.host, port=args.port or 8000, log_level="info")
     return 0
 
 

@@ -1,8 +1,14 @@
 """Who is calling, and who may call what: the authentication seam and access policies.
 
-For now the only identity is the engine's local user, who presents the
-service's static bearer token (``DIRACX_SERVICE_TOKEN``). Issue 6 (OAuth2/JWT,
-VOs) replaces ``verify_token``; routes keep declaring their policy the same way.
+A caller presents ``Authorization: Bearer <token>``, either:
+
+- an access token (a JWT) that DiracX issued itself (``diracx.routers.tokens``: the
+  token endpoint, the device flow, client credentials), verified without a database
+  query; it carries the user's VO, group and properties; or
+- the service's static token (``DIRACX_SERVICE_TOKEN``, minted by the embedded engine),
+  which stands for the local user (``LOCAL_USER``).
+
+Routes declare who may call them with an ``AccessPolicy`` (on their ``DiracxRouter``).
 
 This module deliberately does not use ``from __future__ import annotations``:
 policies are callable instances, and FastAPI reads their ``__call__`` signature.
@@ -10,9 +16,9 @@ policies are callable instances, and FastAPI reads their ``__call__`` signature.
 
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from fastapi import Depends, HTTPException, status
+from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
@@ -21,11 +27,15 @@ from diracx.core.settings import ServiceSettings
 from diracx.routers.dependencies import get_settings
 from diracx.routers.errors import ErrorResponse
 
+if TYPE_CHECKING:
+    from diracx.routers.tokens import TokenService
+
 NORMAL_USER = config.NORMAL_USER
 
 bearer_scheme = HTTPBearer(
     auto_error=False,
-    description="The service token (the embedded engine mints it for its local user).",
+    description="An access token of this service (a JWT: `dirac login`, or the token "
+    "endpoint), or the static service token (the embedded engine mints it for its local user).",
 )
 
 
@@ -62,7 +72,7 @@ def unauthorized(message: str) -> HTTPException:
 
 
 def authenticate(token: str, settings: ServiceSettings) -> AuthorizedUser:
-    """The user a bearer token stands for; raises 401 if the token is not accepted."""
+    """The local user, if *token* is the static service token; raises 401 if it is not."""
     expected = settings.service_token
     if expected is None:
         raise unauthorized(
@@ -74,13 +84,21 @@ def authenticate(token: str, settings: ServiceSettings) -> AuthorizedUser:
 
 
 async def verify_token(
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     settings: Annotated[ServiceSettings, Depends(get_settings)],
 ) -> AuthorizedUser:
-    """The caller's identity, from the ``Authorization: Bearer`` header (401 without one)."""
+    """The caller's identity, from the ``Authorization: Bearer`` header: an access token
+    (JWT) of this service, or the static service token. 401 with the reason otherwise."""
     if credentials is None:
         raise unauthorized("authentication required: send 'Authorization: Bearer <token>'")
-    return authenticate(credentials.credentials, settings)
+    token = credentials.credentials
+    if token.count(".") == 2:  # a JWT (the static token is one base64url word)
+        service: TokenService | None = getattr(request.app.state, "token_service", None)
+        if service is None:
+            raise unauthorized("this service is not ready to verify access tokens")
+        return await service.verify(token)
+    return authenticate(token, settings)
 
 
 CurrentUser = Annotated[AuthorizedUser, Depends(verify_token)]
@@ -115,6 +133,13 @@ class PublicAccess(AccessPolicy):
 
     def responses(self) -> dict[int | str, dict[str, Any]]:
         return {}
+
+
+class AuthenticatedAccess(AccessPolicy):
+    """Any valid token, whatever its properties (``GET /api/auth/userinfo``)."""
+
+    async def __call__(self, user: CurrentUser) -> AuthorizedUser:
+        return user
 
 
 class PropertyAccess(AccessPolicy):

@@ -1,4 +1,8 @@
-"""Blobs: which ones the store lacks, upload (digest checked) and download.
+"""Blobs: which ones the caller's VO lacks, upload (digest checked) and download.
+
+Every answer is within the caller's VO (``diracx.routers.blob_logic``): a blob another
+VO stored is missing, must be uploaded (and its bytes checked) to be claimed, and
+cannot be downloaded; each new claim counts against the VO's ``store_bytes`` quota.
 
 Uploads go by plans (``POST /api/blobs/uploads``), so that clients have one code
 path whatever the store: with a local store a plan is the service's own
@@ -30,17 +34,14 @@ from diracx.core.models import (
 )
 from diracx.core.store import CHUNK_SIZE
 from diracx.db.os import S3Store
-from diracx.routers.auth import NormalUserAccess
+from diracx.routers import blob_logic
+from diracx.routers.auth import CurrentUser, NormalUserAccess
+from diracx.routers.blob_logic import ObjectStoreUploadError
 from diracx.routers.dependencies import StoreDep
 from diracx.routers.errors import ErrorResponse
-from diracx.routers.logic import (
-    ObjectStoreUploadError,
-    complete_upload,
-    plan_uploads,
-    receive_blob,
-)
 from diracx.routers.params import BlobDigest
 from diracx.routers.routing import DiracxRouter
+from diracx.routers.store_deps import StoreDBDep, StoreLimit
 
 router = DiracxRouter(policy=NormalUserAccess, prefix="/blobs", tags=["blobs"])
 
@@ -48,11 +49,19 @@ BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "b
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "The store has no such blob"}
 }
+QUOTA: dict[int | str, dict[str, Any]] = {
+    403: {
+        "model": ErrorResponse,
+        "description": "The blobs would take the VO over its store quota (store_bytes)",
+    }
+}
 
 
 @router.post("/missing")
-async def missing_blobs(request: MissingBlobsRequest, store: StoreDep) -> MissingBlobsResponse:
-    """Which of these blobs the store lacks: one call before uploading only those."""
+async def missing_blobs(
+    request: MissingBlobsRequest, user: CurrentUser, sdb: StoreDBDep, store: StoreDep
+) -> MissingBlobsResponse:
+    """Which of these blobs the caller's VO lacks: one call before uploading only those."""
     bad = [(i, d) for i, d in enumerate(request.digests) if not is_digest(d)]
     if bad:
         raise RequestValidationError(
@@ -65,15 +74,20 @@ async def missing_blobs(request: MissingBlobsRequest, store: StoreDep) -> Missin
                 for i, d in bad
             ]
         )
-    missing = await anyio.to_thread.run_sync(store.missing, request.digests)
+    missing = await blob_logic.missing(sdb, store, user.vo, request.digests)
     return MissingBlobsResponse(missing=missing)
 
 
-@router.post("/uploads")
+@router.post("/uploads", responses=QUOTA)
 async def plan_blob_uploads(
-    blobs: Annotated[list[BlobUpload], Body(max_length=100_000)], store: StoreDep
+    blobs: Annotated[list[BlobUpload], Body(max_length=100_000)],
+    user: CurrentUser,
+    sdb: StoreDBDep,
+    store: StoreDep,
+    limit: StoreLimit,
 ) -> UploadPlans:
-    """How to upload each of these blobs the store lacks (blobs it has are left out).
+    """How to upload each of these blobs the caller's VO lacks (those it has are left
+    out; a blob the store holds for another VO must be sent all the same).
 
     A ``single`` plan: send the whole blob with ``method`` to ``url`` with ``headers``
     (a relative URL is the service itself: send the usual credentials; an absolute
@@ -98,27 +112,36 @@ async def plan_blob_uploads(
                 for i, b in conflicts
             ]
         )
-    return await plan_uploads(store, blobs)
+    return await blob_logic.plan_uploads(sdb, store, user.vo, blobs, limit)
 
 
 @router.post(
     "/uploads/{digest}/complete",
     status_code=status.HTTP_201_CREATED,
     responses={
-        200: {"model": BlobInfo, "description": "The blob was already in the store"},
+        200: {"model": BlobInfo, "description": "The VO had the blob already"},
         400: {
             "model": ErrorResponse,
             "description": "The upload does not hash to the digest: nothing was stored",
         },
         404: {"model": ErrorResponse, "description": "No such upload is pending"},
+        **QUOTA,
     },
 )
 async def complete_blob_upload(
-    digest: BlobDigest, body: CompleteUpload, response: Response, store: StoreDep
+    digest: BlobDigest,
+    body: CompleteUpload,
+    response: Response,
+    user: CurrentUser,
+    sdb: StoreDBDep,
+    store: StoreDep,
+    limit: StoreLimit,
 ) -> BlobInfo:
     """Finish an upload planned by ``POST /api/blobs/uploads``: the store checks that the
-    uploaded bytes hash to *digest* before the blob becomes visible."""
-    info, created = await complete_upload(store, digest, body.upload_id)
+    uploaded bytes hash to *digest* before the blob becomes the VO's."""
+    info, created = await blob_logic.complete_upload(
+        sdb, store, user.vo, digest, body.upload_id, limit=limit
+    )
     if not created:
         response.status_code = status.HTTP_200_OK
     return info
@@ -128,11 +151,12 @@ async def complete_blob_upload(
     "/{digest}",
     status_code=status.HTTP_201_CREATED,
     responses={
-        200: {"model": BlobInfo, "description": "The blob was already in the store"},
+        200: {"model": BlobInfo, "description": "The VO had the blob already"},
         400: {
             "model": ErrorResponse,
             "description": "The body does not hash to the digest (or the client is too old)",
         },
+        **QUOTA,
     },
     openapi_extra={
         "requestBody": {
@@ -143,7 +167,13 @@ async def complete_blob_upload(
     },
 )
 async def upload_blob(
-    digest: BlobDigest, request: Request, response: Response, store: StoreDep
+    digest: BlobDigest,
+    request: Request,
+    response: Response,
+    user: CurrentUser,
+    sdb: StoreDBDep,
+    store: StoreDep,
+    limit: StoreLimit,
 ) -> BlobInfo:
     """Upload a blob (``application/octet-stream``); refused if it does not hash to *digest*.
 
@@ -154,7 +184,16 @@ async def upload_blob(
             "this service keeps blobs in an object store: ask POST /api/blobs/uploads "
             "for upload URLs (the service does not take blob bytes itself)"
         )
-    info, created = await receive_blob(store, digest, request.stream())
+    length = request.headers.get("content-length", "")
+    info, created = await blob_logic.receive_blob(
+        sdb,
+        store,
+        user.vo,
+        digest,
+        request.stream(),
+        limit=limit,
+        announced=int(length) if length.isdigit() else None,
+    )
     if not created:
         response.status_code = status.HTTP_200_OK
     return info
@@ -169,10 +208,13 @@ async def upload_blob(
         **NOT_FOUND,
     },
 )
-async def download_blob(digest: BlobDigest, store: StoreDep) -> Response:
+async def download_blob(
+    digest: BlobDigest, user: CurrentUser, sdb: StoreDBDep, store: StoreDep
+) -> Response:
     """A blob's bytes, verified against the digest as they are read; with an S3 store,
-    a redirect to a presigned URL (follow it without the Authorization header)."""
-    size = await anyio.to_thread.run_sync(store.size, digest)  # 404 if absent
+    a redirect to a presigned URL (follow it without the Authorization header). Only
+    a blob the caller's VO has: another VO's is as absent as one nobody stored."""
+    size = await blob_logic.readable_size(sdb, store, user.vo, digest)  # 404 if absent
     if isinstance(store, S3Store):
         url = await anyio.to_thread.run_sync(store.presign_get, digest)
         # the URL expires: neither it nor the redirect may be cached

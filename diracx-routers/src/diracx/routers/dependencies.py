@@ -19,12 +19,15 @@ from diracx.db.pipelines import PipelineDB
 from diracx.routers.queue import JobQueue
 
 
-def get_settings(request: Request) -> ServiceSettings:
+# The getters that nothing calls directly are ``async``: FastAPI runs a plain ``def``
+# dependency in a worker thread, a hop that costs more than the lookup (every
+# authenticated request needs the settings).
+async def get_settings(request: Request) -> ServiceSettings:
     settings: ServiceSettings = request.app.state.settings
     return settings
 
 
-def get_config(request: Request) -> Config:
+async def get_config(request: Request) -> Config:
     """The configuration now in force (it may be reloaded between two requests)."""
     config: Config = request.app.state.config_source.current()
     return config
@@ -35,7 +38,7 @@ def get_pipeline_db(request: Request) -> PipelineDB:
     return db
 
 
-def get_job_db(request: Request) -> JobDB:
+async def get_job_db(request: Request) -> JobDB:
     """The jobs API's DB, on the pipeline DB's engines (made once per app)."""
     engines = get_pipeline_db(request).engines
     db: JobDB | None = getattr(request.app.state, "job_db", None)

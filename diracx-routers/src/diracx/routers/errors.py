@@ -14,11 +14,13 @@ from diracx.core.exceptions import (
     ConflictError,
     CorruptObjectError,
     DiracxError,
+    ForbiddenError,
     InvalidPipelineError,
     InvalidTreeError,
     ObjectNotFoundError,
     VersionMismatchError,
 )
+from diracx.routers.oauth import OAuthError
 from diracx.routers.params import DIGEST_PATTERN
 
 logger = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ STATUS_OF: dict[type[DiracxError], int] = {
     InvalidTreeError: status.HTTP_400_BAD_REQUEST,
     ObjectNotFoundError: status.HTTP_404_NOT_FOUND,
     ConflictError: status.HTTP_409_CONFLICT,
+    ForbiddenError: status.HTTP_403_FORBIDDEN,
     # Raised while reading: the store holds bad bytes, the caller did nothing wrong.
     # (A bad upload is turned into a 400 by the blob logic.)
     CorruptObjectError: status.HTTP_500_INTERNAL_SERVER_ERROR,
@@ -120,6 +123,12 @@ async def recursion_error_handler(request: Request, exc: Exception) -> JSONRespo
     )
 
 
+async def oauth_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """RFC 6749 errors (``{"error": ..., "error_description": ...}``) of the OAuth routes."""
+    assert isinstance(exc, OAuthError)
+    return exc.response()
+
+
 async def internal_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """Last resort: still JSON (the exception itself is logged by the server)."""
     return JSONResponse(
@@ -132,6 +141,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DiracxError, diracx_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(RecursionError, recursion_error_handler)
+    app.add_exception_handler(OAuthError, oauth_error_handler)
     app.add_exception_handler(Exception, internal_error_handler)
 
 

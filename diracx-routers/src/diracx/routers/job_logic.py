@@ -1,14 +1,25 @@
-"""The jobs API's logic apart from HTTP: pages of a search, rescheduling through the queue."""
+"""The jobs API's logic apart from HTTP: pages of a search, actions as the caller (their
+VO, their jobs unless VOAdmin), rescheduling through the queue within the VO's quotas."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from diracx.core.config import VOConfig
 from diracx.core.exceptions import DiracxError
-from diracx.core.job_search import JobActionResponse, JobSearchRequest
+from diracx.core.job_search import (
+    JobActionResponse,
+    JobSearchRequest,
+    JobStatusUpdate,
+    JobStatusUpdateResponse,
+)
 from diracx.db.jobs import JobDB
+from diracx.routers.auth import AuthorizedUser
+from diracx.routers.logic import actor
 from diracx.routers.queue import JobQueue
+from diracx.routers.quotas import check_store_bytes, running_jobs_admission
 
 
 class RangeNotSatisfiableError(DiracxError):
@@ -29,9 +40,11 @@ class SearchAnswer:
 
 
 async def search_jobs(
-    db: JobDB, request: JobSearchRequest, page: int, per_page: int
+    db: JobDB, request: JobSearchRequest, page: int, per_page: int, *, vo: str
 ) -> SearchAnswer:
-    result = await db.search(request, page, per_page)
+    """A page of the jobs of *vo* that match (never another VO's: the condition is the
+    service's, not one of the user's filters)."""
+    result = await db.search(request, page, per_page, vo=vo)
     first, rows = result.first, result.jobs
     # the count and the page are two statements: on PostgreSQL (read committed) jobs
     # submitted between them must not make the range inconsistent
@@ -49,8 +62,23 @@ async def search_jobs(
     return SearchAnswer(jobs=rows, status_code=code, content_range=f"jobs {first}-{last}/{total}")
 
 
-async def reschedule_job(db: JobDB, queue: JobQueue, job_id: int, by: str) -> JobActionResponse:
-    """Reschedule an ended job and, if it is Waiting, tell the workers (as a submission does)."""
-    result, to_queue = await db.reschedule(job_id, by)
+async def set_job_statuses(
+    db: JobDB, updates: Mapping[int, JobStatusUpdate], user: AuthorizedUser
+) -> JobStatusUpdateResponse:
+    return await db.set_status(updates, actor=actor(user))
+
+
+async def delete_job(db: JobDB, job_id: int, user: AuthorizedUser) -> JobActionResponse:
+    return await db.delete(job_id, actor=actor(user))
+
+
+async def reschedule_job(
+    db: JobDB, queue: JobQueue, job_id: int, user: AuthorizedUser, limits: VOConfig | None
+) -> JobActionResponse:
+    """Reschedule an ended job and, if it is Waiting, tell the workers (as a submission
+    does). A job that ended comes back to life: the VO's quotas apply as to a submission."""
+    await check_store_bytes(db.pipelines, user.vo, limits)
+    admit = running_jobs_admission(user.vo, limits, "rescheduling it")
+    result, to_queue = await db.reschedule(job_id, actor=actor(user), admit=admit)
     await queue.enqueue(to_queue)
     return result

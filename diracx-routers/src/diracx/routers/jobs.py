@@ -17,10 +17,13 @@ router = DiracxRouter(policy=NormalUserAccess, prefix="/jobs", tags=["jobs"])
 router.include_router(job_search_router)
 
 
-@router.get("/{job_id}", responses={404: {"model": ErrorResponse, "description": "No such job"}})
-async def get_job(job_id: JobId, db: PipelineDBDep) -> JobInfo:
-    """A job with its status history."""
-    info = await db.get_job(job_id)
+@router.get(
+    "/{job_id}",
+    responses={404: {"model": ErrorResponse, "description": "No such job (in your VO)"}},
+)
+async def get_job(job_id: JobId, user: CurrentUser, db: PipelineDBDep) -> JobInfo:
+    """A job of the caller's VO with its status history."""
+    info = await db.get_job(job_id, vo=user.vo)
     if info is None:
         raise ObjectNotFoundError(f"job {job_id} does not exist")
     return info
@@ -29,11 +32,16 @@ async def get_job(job_id: JobId, db: PipelineDBDep) -> JobInfo:
 @router.post(
     "/{job_id}/kill",
     responses={
-        404: {"model": ErrorResponse, "description": "No such job"},
+        403: {
+            "model": ErrorResponse,
+            "description": "Another user's job, and the caller is not a VOAdmin",
+        },
+        404: {"model": ErrorResponse, "description": "No such job (in your VO)"},
         409: {"model": ErrorResponse, "description": "The job already ended"},
     },
 )
 async def kill_job(job_id: JobId, user: CurrentUser, db: PipelineDBDep) -> KillResponse:
-    """Kill a live job: it ends Killed, and the jobs that need it fail. A worker building
-    it stops the build (its whole process group) within about a second."""
-    return await kill_job_logic(db, job_id, by=user.sub)
+    """Kill a live job (the caller's own, or any of the VO's with the VOAdmin property):
+    it ends Killed, and the jobs that need it fail. A worker building it stops the build
+    (its whole process group) within about a second."""
+    return await kill_job_logic(db, job_id, user)

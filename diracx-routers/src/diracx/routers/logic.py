@@ -1,4 +1,5 @@
-"""What the service does, apart from HTTP: submissions, following events, receiving blobs.
+"""What the service does with pipelines, apart from HTTP: submissions, following events,
+kills (blobs: ``diracx.routers.blob_logic``).
 
 The handlers only parse, call these functions and shape responses.
 """
@@ -6,13 +7,15 @@ The handlers only parse, call these functions and shape responses.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import anyio
+import anyio.from_thread
 import anyio.to_thread
 
 from diracx.core.builders import unhashed_fields
+from diracx.core.config import VO_ADMIN, VOConfig
 from diracx.core.derivation import (
     Derivation,
     PipelineSubmission,
@@ -22,27 +25,18 @@ from diracx.core.derivation import (
 )
 from diracx.core.exceptions import (
     ConflictError,
-    CorruptObjectError,
-    DiracxError,
     InvalidPipelineError,
     InvalidTreeError,
     ObjectNotFoundError,
 )
-from diracx.core.models import (
-    BlobInfo,
-    BlobUpload,
-    KillResponse,
-    PipelineEvents,
-    PipelineInfo,
-    SingleUpload,
-    UploadPlans,
-)
+from diracx.core.models import KillResponse, PipelineEvents, PipelineInfo
 from diracx.core.secrets import SecretBox
-from diracx.core.store import CHUNK_SIZE, BlobStore, BlobWriter, LocalStore
+from diracx.core.store import BlobStore
 from diracx.core.tree import load_tree
-from diracx.db.os import S3Store
-from diracx.db.pipelines import PipelineDB
+from diracx.db.pipelines import Actor, PipelineDB
+from diracx.routers.auth import AuthorizedUser
 from diracx.routers.queue import JobQueue
+from diracx.routers.quotas import admit_submission
 
 MAX_WAIT = 30.0  # seconds a long poll may last
 POLL_INTERVAL = 0.01  # seconds between two looks at the newest event id while long-polling
@@ -52,33 +46,52 @@ class PipelineNotFoundError(ObjectNotFoundError):
     """No pipeline has this id (a 404)."""
 
 
-class InvalidUploadError(DiracxError):
-    """An upload whose bytes do not hash to the digest in its URL (a 400)."""
-
-
 # -- submission ------------------------------------------------------------------------
+
+
+def actor(user: AuthorizedUser) -> Actor:
+    """What the database needs to know of a user: VO, subject, and whether VOAdmin."""
+    return Actor(vo=user.vo, sub=user.sub, vo_admin=VO_ADMIN in user.properties)
 
 
 async def submit(
     submission: PipelineSubmission,
-    owner: str,
+    user: AuthorizedUser,
     db: PipelineDB,
     store: BlobStore,
     queue: JobQueue,
     *,
+    limits: VOConfig | None,
     secret_key: str | None = None,
 ) -> PipelineInfo:
     """Check a submission without trusting the client, record it, queue its ready jobs.
 
-    Nothing is stored for a rejected pipeline: every check happens before the
-    single transaction of ``PipelineDB.submit``. The secrets its container steps
-    need are sealed with *secret_key* and stored with their jobs.
+    Nothing is stored for a rejected pipeline: every check happens before (or, for the
+    running-jobs quota, inside) the single transaction of ``PipelineDB.submit``. The
+    pipeline and its jobs are *user*'s, in their VO; everything it uses from the store
+    must be the VO's, and it must fit the VO's *limits* (``diracx.routers.quotas``).
+    The secrets its container steps need are sealed with *secret_key* and stored with
+    their jobs.
     """
-    ordered = await anyio.to_thread.run_sync(instantiate, submission, store)
+    vo = user.vo
+
+    def visible(digests: Iterable[str]) -> set[str]:  # from check_trees_present's thread
+        return anyio.from_thread.run(db.visible_blobs, vo, list(digests))
+
+    ordered = await anyio.to_thread.run_sync(plan_order, submission)
+    admit = await admit_submission(db, vo, limits, ordered)  # the VO's limits first
+    await anyio.to_thread.run_sync(check_trees_present, store, ordered, visible)
     forced = forced_drefs(submission)
     extras, sealed = job_extras(ordered, submission, secret_key)
     outcome = await db.submit(
-        owner, ordered, submission.targets, extras=extras, secrets=sealed, force=forced
+        user.sub,
+        ordered,
+        submission.targets,
+        vo=vo,
+        extras=extras,
+        secrets=sealed,
+        force=forced,
+        admit=admit,
     )
     await queue.enqueue(outcome.to_queue())
     return outcome.pipeline
@@ -120,11 +133,8 @@ def job_extras(
     return extras, sealed
 
 
-def instantiate(submission: PipelineSubmission, store: BlobStore) -> list[tuple[str, Derivation]]:
-    """Blocking: re-derive every DRef, check the graph, check the store has every tree."""
-    ordered = plan_order(submission)
-    check_trees_present(store, ordered)
-    return ordered
+# Which of these digests the submitter's VO has a claim on (blocking).
+Visible = Callable[[Iterable[str]], set[str]]
 
 
 def tree_labels(drv: Derivation) -> dict[str, str]:
@@ -140,47 +150,74 @@ def tree_labels(drv: Derivation) -> dict[str, str]:
     return {digest: labels.get(digest, "tree") for digest in sorted(drv.tree_digests())}
 
 
-def check_trees_present(store: BlobStore, ordered: list[tuple[str, Derivation]]) -> None:
-    """Every tree the derivations use, and every blob it lists, must be in the store."""
-    checked: set[str] = set()
+def _more(n: int) -> str:
+    return f" (and {n} more)" if n else ""
+
+
+def check_trees_present(
+    store: BlobStore, ordered: list[tuple[str, Derivation]], visible: Visible
+) -> None:
+    """Blocking: every tree the derivations use, and every blob it lists, must be the VO's
+    (*visible*: it uploaded them, or its jobs made them) and in the store.
+
+    A digest the VO has no claim on is refused whether another VO stored it or nobody
+    did, with the same message: a guessed digest reveals nothing, and builds nothing
+    from another VO's data.
+    """
+    where: dict[str, str] = {}  # tree digest -> who needs it first, for messages
     for _, drv in ordered:
         for digest, label in tree_labels(drv).items():
-            if digest in checked:
-                continue
-            where = f"stage {drv.name!r} {label}"
-            if not store.has(digest):
-                raise InvalidPipelineError(
-                    f"{where}: tree {digest} is not in the store: upload it first"
-                )
-            try:
-                tree = load_tree(store, digest)
-            except InvalidTreeError as exc:
-                raise InvalidPipelineError(f"{where}: blob {digest} is not a tree: {exc}") from None
-            paths = {e.digest: p for p, e in sorted(tree.entries.items()) if e.digest}
-            missing = store.missing(sorted(tree.blob_digests()))
-            if missing:
-                more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-                raise InvalidPipelineError(
-                    f"{where}: tree {digest} lists blob {missing[0]} ({paths[missing[0]]!r}), "
-                    f"which is not in the store{more}: upload it first"
-                )
-            checked.add(digest)
+            where.setdefault(digest, f"stage {drv.name!r} {label}")
+    seen = visible(where)
+    for digest, needed_by in where.items():
+        if digest not in seen:
+            raise InvalidPipelineError(
+                f"{needed_by}: blob {digest} (its tree) is not in your VO's store: upload it first"
+            )
+    trees = {}
+    for digest, needed_by in where.items():
+        if not store.has(digest):
+            raise InvalidPipelineError(
+                f"{needed_by}: tree {digest} is not in the store: upload it first"
+            )
+        try:
+            trees[digest] = load_tree(store, digest)
+        except InvalidTreeError as exc:
+            raise InvalidPipelineError(f"{needed_by}: blob {digest} is not a tree: {exc}") from None
+    seen = visible({d for tree in trees.values() for d in tree.blob_digests()})
+    for digest, tree in trees.items():
+        paths = {e.digest: p for p, e in sorted(tree.entries.items()) if e.digest}
+        listed = sorted(tree.blob_digests())
+        lacking = [d for d in listed if d not in seen]
+        if lacking:
+            raise InvalidPipelineError(
+                f"{where[digest]}: blob {lacking[0]} ({paths[lacking[0]]!r} in tree {digest}) "
+                f"is not in your VO's store{_more(len(lacking) - 1)}: upload it first"
+            )
+        missing = store.missing(listed)
+        if missing:
+            raise InvalidPipelineError(
+                f"{where[digest]}: tree {digest} lists blob {missing[0]} "
+                f"({paths[missing[0]]!r}), which is not in the store{_more(len(missing) - 1)}: "
+                "upload it first"
+            )
 
 
 # -- following a pipeline ----------------------------------------------------------------
 
 
 async def wait_for_events(
-    db: PipelineDB, pipeline_id: int, after: int, wait: float
+    db: PipelineDB, pipeline_id: int, after: int, wait: float, *, vo: str
 ) -> PipelineEvents:
-    """Events after *after*; with *wait*, a long poll: return as soon as there are new
-    events or the pipeline is finished, else an empty list after *wait* seconds."""
+    """Events after *after* of a pipeline of *vo*; with *wait*, a long poll: return as
+    soon as there are new events or the pipeline is finished, else an empty list after
+    *wait* seconds."""
     deadline = time.monotonic() + min(max(wait, 0.0), MAX_WAIT)
     while True:
         # Until any job anywhere changes, nothing new can be found: between queries of
         # the pipeline's events, poll the cheap newest-event id (read first: no race).
         newest = await db.last_event_id()
-        events = await db.pipeline_events(pipeline_id, after=after)
+        events = await db.pipeline_events(pipeline_id, after=after, vo=vo)
         if events is None:
             raise PipelineNotFoundError(f"pipeline {pipeline_id} does not exist")
         if events.events or events.finished or time.monotonic() >= deadline:
@@ -189,108 +226,18 @@ async def wait_for_events(
             await anyio.sleep(POLL_INTERVAL)
 
 
-# -- blobs -------------------------------------------------------------------------------
-
-
-def _open_upload(store: LocalStore, digest: str) -> BlobInfo | BlobWriter:
-    """The blob if the store has it, else a writer for it."""
-    if store.has(digest):
-        return BlobInfo(digest=digest, size=store.size(digest))
-    return store.writer()
-
-
-async def receive_blob(
-    store: LocalStore, digest: str, chunks: AsyncIterator[bytes]
-) -> tuple[BlobInfo, bool]:
-    """Store an upload if its bytes hash to *digest*; return the blob and whether it is new.
-
-    The body is written in chunks of about ``CHUNK_SIZE`` off the event loop; a
-    body that hashes to anything else is refused and nothing is stored.
-    """
-    existing = await anyio.to_thread.run_sync(_open_upload, store, digest)
-    if isinstance(existing, BlobInfo):
-        async for _ in chunks:  # drain the body: the blob is already there
-            pass
-        return existing, False
-    with existing as writer:
-        pending: list[bytes] = []
-        pending_size = 0
-        async for chunk in chunks:
-            pending.append(chunk)
-            pending_size += len(chunk)
-            if pending_size >= CHUNK_SIZE:
-                await anyio.to_thread.run_sync(writer.write, b"".join(pending))
-                pending, pending_size = [], 0
-        data = b"".join(pending)
-
-        def finish() -> tuple[str, int]:
-            writer.write(data)
-            return writer.commit(digest)
-
-        try:
-            _, size = await anyio.to_thread.run_sync(finish)
-        except CorruptObjectError as exc:
-            raise InvalidUploadError(f"upload refused, nothing stored: {exc}") from None
-    return BlobInfo(digest=digest, size=size), True
-
-
-class ObjectStoreUploadError(DiracxError):
-    """A blob sent through the service although the store is S3 (a 400: use the plans)."""
-
-
-def local_upload_url(digest: str) -> str:
-    """The service's own upload URL, relative to the service URL (``DIRACX_URL``)."""
-    return f"/api/blobs/{digest}"
-
-
-def _plan(store: LocalStore | S3Store, blobs: list[BlobUpload]) -> UploadPlans:
-    sizes = {b.digest: b.size for b in blobs}
-    missing = store.missing(sizes)
-    if isinstance(store, S3Store):
-        return UploadPlans(uploads=[store.plan_upload(d, sizes[d]) for d in missing])
-    return UploadPlans(
-        uploads=[
-            SingleUpload(
-                digest=d,
-                size=sizes[d],
-                url=local_upload_url(d),
-                headers={"Content-Type": "application/octet-stream"},
-            )
-            for d in missing
-        ]
-    )
-
-
-async def plan_uploads(store: LocalStore | S3Store, blobs: list[BlobUpload]) -> UploadPlans:
-    """How to upload each of *blobs* the store lacks: presigned URLs to the object store,
-    or the service's own PUT for a local store (the client does the same either way)."""
-    return await anyio.to_thread.run_sync(_plan, store, blobs)
-
-
-async def complete_upload(
-    store: LocalStore | S3Store, digest: str, upload_id: str
-) -> tuple[BlobInfo, bool]:
-    """Check a finished upload (its bytes must hash to *digest*) and put the blob in place."""
-    if not isinstance(store, S3Store):
-        raise InvalidUploadError(
-            "this service keeps blobs in a local directory: PUT /api/blobs/{digest} "
-            "stores a blob, and there is no upload to complete"
-        )
-    size, created = await anyio.to_thread.run_sync(store.complete_upload, digest, upload_id)
-    return BlobInfo(digest=digest, size=size), created
-
-
 # -- kill --------------------------------------------------------------------------------
 
 
-async def kill_job(db: PipelineDB, job_id: int, by: str) -> KillResponse:
+async def kill_job(db: PipelineDB, job_id: int, user: AuthorizedUser) -> KillResponse:
     """Kill a live job (its worker stops the build within a second); its dependents fail.
 
-    ObjectNotFoundError (404) for an unknown job, ConflictError (409) for one that ended.
+    ObjectNotFoundError (404) for an unknown job or one of another VO, ForbiddenError
+    (403) for another user's without VOAdmin, ConflictError (409) for one that ended.
     """
-    outcome = await db.kill_jobs([job_id], f"Killed by {by}")
+    outcome = await db.kill_jobs([job_id], f"Killed by {user.sub}", actor=actor(user))
     if not outcome.killed:
-        job = await db.get_job(job_id)
+        job = await db.get_job(job_id, vo=user.vo)
         if job is None:
             raise ObjectNotFoundError(f"job {job_id} does not exist")
         raise ConflictError(
@@ -299,13 +246,23 @@ async def kill_job(db: PipelineDB, job_id: int, by: str) -> KillResponse:
     return KillResponse(killed=outcome.killed, failed=outcome.failed)
 
 
-async def kill_pipeline(db: PipelineDB, pipeline_id: int, by: str) -> KillResponse:
-    """Kill every live job of a pipeline (404 if unknown, 409 if none is live)."""
-    outcome = await db.kill_pipeline(pipeline_id, f"Pipeline {pipeline_id} killed by {by}")
+async def kill_pipeline(db: PipelineDB, pipeline_id: int, user: AuthorizedUser) -> KillResponse:
+    """Kill every live job of a pipeline that *user* may kill (404 if unknown or of another
+    VO, 403 if another user's without VOAdmin, 409 if none is live)."""
+    outcome = await db.kill_pipeline(
+        pipeline_id, f"Pipeline {pipeline_id} killed by {user.sub}", actor=actor(user)
+    )
     if outcome is None:
         raise PipelineNotFoundError(f"pipeline {pipeline_id} does not exist")
     if not outcome.killed:
-        info = await db.get_pipeline(pipeline_id)
+        if outcome.spared:
+            raise ConflictError(
+                f"pipeline {pipeline_id} has no live job of yours to kill: job(s) "
+                f"{', '.join(map(str, outcome.spared))} it shares with another user's pipeline "
+                f"are left running (only their owner or a user with the {VO_ADMIN} property "
+                "may kill them)"
+            )
+        info = await db.get_pipeline(pipeline_id, vo=user.vo)
         state = info.status if info is not None else "ended"
         raise ConflictError(f"pipeline {pipeline_id} has no live job to kill (it is {state})")
     return KillResponse(killed=outcome.killed, failed=outcome.failed)

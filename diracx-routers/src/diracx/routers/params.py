@@ -17,6 +17,6 @@ RRefPath = Annotated[
 DRefPath = Annotated[
     str, Path(pattern=DIGEST_PATTERN, description="the derivation's DRef (64 hex digits)")
 ]
-PipelineId = Annotated[int, Path(ge=1, description="the pipeline's id")]
 # ids are 64-bit: a larger one is a 422, not a database overflow
+PipelineId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the pipeline's id")]
 JobId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the job's id")]

@@ -11,6 +11,7 @@ Waiting jobs, so a failure to send is logged, not reported to the submitter.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
@@ -38,7 +39,15 @@ class JobQueue(Protocol):
 
     async def enqueue(self, jobs: Sequence[QueuedJob]) -> None: ...
 
+    async def ping(self, timeout: float) -> None:
+        """Raise BrokerUnreachableError unless the broker answers within *timeout* s."""
+        ...
+
     def close(self) -> None: ...
+
+
+class BrokerUnreachableError(Exception):
+    """The broker cannot take messages now; the message says why."""
 
 
 class CeleryJobQueue:
@@ -88,6 +97,43 @@ class CeleryJobQueue:
                 [j.id for j in jobs],
             )
 
+    def _ping(self, timeout: float) -> None:
+        """Blocking: a new connection to the broker (and, on Redis, a PING)."""
+        url = self.settings.resolved_broker_url()
+        if url.startswith("filesystem://"):
+            # no server: reachable if its directories can take files
+            try:
+                ensure_broker_dirs(self.settings)
+            except OSError as exc:
+                raise BrokerUnreachableError(
+                    f"the broker directory {self.settings.broker_dir}: {exc.strerror}"
+                ) from None
+            for sub in ("queue", "processed"):
+                path = self.settings.broker_dir / sub
+                if not os.access(path, os.W_OK | os.X_OK):
+                    raise BrokerUnreachableError(f"the broker directory {path} is not writable")
+            return
+        try:
+            with self.celery.connection_for_write() as conn:
+                conn.transport_options = {**conn.transport_options, "socket_timeout": timeout}
+                conn.connect_timeout = timeout
+                # one attempt, no wait: a probe reports, it does not retry
+                conn.ensure_connection(max_retries=0, interval_start=0, timeout=timeout)
+                client = getattr(conn.default_channel, "client", None)
+                if client is not None and hasattr(client, "ping"):  # Redis
+                    client.ping()
+        except Exception as exc:
+            raise BrokerUnreachableError(f"{type(exc).__name__}: {exc}") from None
+
+    async def ping(self, timeout: float) -> None:
+        """Raise BrokerUnreachableError unless the broker answers within *timeout* s."""
+        try:
+            with anyio.fail_after(timeout):
+                # a probe does not hold the sending thread (self._limiter) nor waits for it
+                await anyio.to_thread.run_sync(self._ping, timeout, abandon_on_cancel=True)
+        except TimeoutError:
+            raise BrokerUnreachableError(f"no answer within {timeout:g} s") from None
+
     def close(self) -> None:
         with self._lock:
             if self._celery is not None:
@@ -110,6 +156,9 @@ class RecordingJobQueue:
         for queue, batch in realize_batches(jobs):
             self.sent.append(batch)
             self.routed.append((queue, batch))
+
+    async def ping(self, timeout: float) -> None:
+        """Always reachable: the batches stay in this process."""
 
     def close(self) -> None:
         pass

@@ -1,11 +1,15 @@
 """What the store routes do, apart from HTTP: closures, sizes, imports, verification.
 
-Blocking store reads (tree manifests, hashing) run on a thread.
+Everything is within the caller's VO: its realizations, and the blobs it has a claim
+on. A closure walk stops at a realization the VO may not see (404, as for one that
+does not exist); an import needs every blob to be the VO's (uploaded by it, its bytes
+checked) and records the VO's claims. Blocking store reads (tree manifests, hashing)
+run on a thread.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import anyio.to_thread
 
@@ -35,6 +39,7 @@ from diracx.core.store import LocalStore
 from diracx.core.tree import Tree, load_tree
 from diracx.db.os import S3Store
 from diracx.db.store_queries import StoreDB, list_blobs
+from diracx.routers.blob_logic import missing as missing_blobs
 
 Store = LocalStore | S3Store
 
@@ -65,9 +70,9 @@ class _Trees:
         return found
 
 
-async def provenance(sdb: StoreDB, rref: str) -> Provenance:
-    records = await sdb.closure([rref])
-    infos = await sdb.realization_infos([r.rref for r in records])
+async def provenance(sdb: StoreDB, vo: str, rref: str) -> Provenance:
+    records = await sdb.closure(vo, [rref])
+    infos = await sdb.realization_infos(vo, [r.rref for r in records])
     trees = {r.rref: derivation_trees(Derivation.model_validate_json(r.body)) for r in records}
     return Provenance(root=rref, realizations=infos, trees={k: v for k, v in trees.items() if v})
 
@@ -83,10 +88,10 @@ def _closure_blobs(store: Store, records: Sequence[ClosureRealization]) -> dict[
     return dict(sorted(blobs.items()))
 
 
-async def closure(sdb: StoreDB, store: Store, rrefs: Sequence[str]) -> Closure:
+async def closure(sdb: StoreDB, store: Store, vo: str, rrefs: Sequence[str]) -> Closure:
     """The realizations *rrefs* came from, recursively, and every blob they need."""
     roots = list(dict.fromkeys(rrefs))
-    records = await sdb.closure(roots)
+    records = await sdb.closure(vo, roots)
     blobs = await anyio.to_thread.run_sync(_closure_blobs, store, records)
     return Closure(roots=roots, realizations=records, blobs=blobs)
 
@@ -105,42 +110,65 @@ def _sizes(store: Store, rows: Sequence[tuple[str, str, str | None, str]]) -> Si
     return SizeReport(realizations=out, blobs=len(total), total=sum(total.values()))
 
 
-async def sizes(sdb: StoreDB, store: Store, rrefs: Sequence[str]) -> SizeReport:
-    """Bytes per realization (*rrefs*, or every one) and in all, shared blobs counted once."""
+async def sizes(sdb: StoreDB, store: Store, vo: str, rrefs: Sequence[str]) -> SizeReport:
+    """Bytes per realization (*rrefs*, or every one of *vo*) and in all, shared blobs
+    counted once."""
     if rrefs:
-        infos = await sdb.realization_infos(rrefs)
+        infos = await sdb.realization_infos(vo, rrefs)
         for r in rrefs:
             if r not in infos:
                 raise ObjectNotFoundError(f"realization {r} does not exist")
         rows = [(i.rref, i.output, i.log, i.name) for i in (infos[r] for r in dict.fromkeys(rrefs))]
     else:
-        rows = await sdb.referenced()
+        rows = await sdb.referenced(vo)
     return await anyio.to_thread.run_sync(_sizes, store, rows)
 
 
-def _check_blobs(store: Store, records: Sequence[ClosureRealization]) -> None:
-    for digest, why in needed_trees(records).items():
-        if not store.has(digest):
-            raise InvalidClosureError(f"tree {digest} ({why}) is not in the store: upload it first")
+def _read_trees(store: Store, trees: dict[str, str]) -> dict[str, Tree]:
+    """Each tree (the VO has it), read from the store; refused if it is not a tree."""
+    found: dict[str, Tree] = {}
+    for digest, why in trees.items():
         try:
-            tree = load_tree(store, digest)
+            found[digest] = load_tree(store, digest)
+        except ObjectNotFoundError:
+            raise InvalidClosureError(
+                f"tree {digest} ({why}) is not in the store: upload it first"
+            ) from None
         except InvalidTreeError as exc:
             raise InvalidClosureError(f"blob {digest} ({why}) is not a tree: {exc}") from None
-        missing = store.missing(sorted(tree.blob_digests()))
-        if missing:
+    return found
+
+
+async def _check_blobs(
+    sdb: StoreDB, store: Store, vo: str, records: Sequence[ClosureRealization]
+) -> dict[str, int]:
+    """Every blob of *records* must be *vo*'s (uploaded by it): their sizes."""
+    trees = needed_trees(records)
+    lacking = await missing_blobs(sdb, store, vo, list(trees))
+    if lacking:
+        raise InvalidClosureError(
+            f"tree {lacking[0]} ({trees[lacking[0]]}) is not in the store: upload it first"
+        )
+    read = await anyio.to_thread.run_sync(_read_trees, store, trees)
+    for digest, tree in read.items():
+        lacking = await missing_blobs(sdb, store, vo, sorted(tree.blob_digests()))
+        if lacking:
             raise InvalidClosureError(
-                f"blob {missing[0]} of tree {digest} ({why}) is not in the store: upload it first"
+                f"blob {lacking[0]} of tree {digest} ({trees[digest]}) is not in the store: "
+                "upload it first"
             )
-    logs = [r.log for r in records if r.log is not None]
-    missing = store.missing(logs)
-    if missing:
-        raise InvalidClosureError(f"log {missing[0]} is not in the store: upload it first")
+    lacking = await missing_blobs(sdb, store, vo, [r.log for r in records if r.log is not None])
+    if lacking:
+        raise InvalidClosureError(f"log {lacking[0]} is not in the store: upload it first")
+    return await anyio.to_thread.run_sync(_closure_blobs, store, records)
 
 
-async def import_closure(sdb: StoreDB, store: Store, request: ClosureImport) -> ImportResult:
+async def import_closure(
+    sdb: StoreDB, store: Store, vo: str, request: ClosureImport, limit: int | None
+) -> ImportResult:
     """Record realizations brought from another store, checking everything first:
-    DRefs, RRefs, inputs (in the request or in the store) and blobs (already uploaded).
-    Nothing is recorded unless everything holds."""
+    DRefs, RRefs, inputs (in the request or *vo*'s) and blobs (already uploaded by
+    *vo*), then *vo*'s claims on them all. Nothing is recorded unless everything holds."""
     records = request.realizations
     given = {r.rref for r in records}
     for rec in records:
@@ -150,14 +178,14 @@ async def import_closure(sdb: StoreDB, store: Store, request: ClosureImport) -> 
             raise InvalidClosureError(f"import refused, nothing recorded: {exc}") from None
     inputs = {r for rec in records for rs in rec.context.values() for r in rs} - given
     if inputs:
-        absent = sorted(set(inputs) - await sdb.existing(sorted(inputs)))
+        absent = sorted(set(inputs) - await sdb.visible(vo, sorted(inputs)))
         if absent:
             raise InvalidClosureError(
                 f"import refused, nothing recorded: input realization {absent[0]} is neither "
                 "in the import nor in the store"
             )
-    await anyio.to_thread.run_sync(_check_blobs, store, records)
-    new = await sdb.import_closure(records)
+    blobs = await _check_blobs(sdb, store, vo, records)
+    new = await sdb.import_closure(vo, records, blobs, limit)
     fresh = set(new)
     return ImportResult(
         imported=[r.rref for r in records if r.rref in fresh],
@@ -165,10 +193,16 @@ async def import_closure(sdb: StoreDB, store: Store, request: ClosureImport) -> 
     )
 
 
-def _verify(store: Store, rows: Sequence[tuple[str, str, str | None, str]]) -> VerifyReport:
+def _verify(
+    store: Store,
+    names: Iterable[str],
+    rows: Sequence[tuple[str, str, str | None, str]],
+    vo: str | None,
+) -> VerifyReport:
     checked = size = 0
     corrupt: list[str] = []
-    for name in list_blobs(store):
+    missing: dict[str, str] = {}
+    for name in names:
         checked += 1
         try:
             if not is_digest(name) or not store.verify(name):
@@ -177,8 +211,9 @@ def _verify(store: Store, rows: Sequence[tuple[str, str, str | None, str]]) -> V
             size += store.size(name)
         except ObjectNotFoundError:  # removed meanwhile (garbage collection)
             checked -= 1
+            if vo is not None:  # a claim on a blob the store lost
+                missing[name] = f"a blob of VO {vo!r}"
     bad = set(corrupt)
-    missing: dict[str, str] = {}
     trees = _Trees(store)
     for rref, output, log, rname in rows:
         what = f"{rname} {rref}"
@@ -205,10 +240,14 @@ def _verify(store: Store, rows: Sequence[tuple[str, str, str | None, str]]) -> V
     )
 
 
-async def verify(sdb: StoreDB, store: Store) -> VerifyReport:
-    """Re-hash every blob of the store; list the corrupt ones and those realizations lack."""
-    rows = await sdb.referenced()
-    return await anyio.to_thread.run_sync(_verify, store, rows)
+async def verify(sdb: StoreDB, store: Store, vo: str | None) -> VerifyReport:
+    """Re-hash the blobs of *vo* (None: every blob of the store); list the corrupt ones
+    and those its realizations lack."""
+    rows = await sdb.referenced(vo)
+    if vo is None:
+        return await anyio.to_thread.run_sync(_verify, store, list_blobs(store), rows, None)
+    names = sorted(await sdb.claimed_blobs(vo))
+    return await anyio.to_thread.run_sync(_verify, store, names, rows, vo)
 
 
 def check_digests(rrefs: Sequence[str]) -> None:

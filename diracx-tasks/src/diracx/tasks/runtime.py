@@ -398,21 +398,26 @@ class WorkerRuntime:
         # with an S3 store: ingested into the cache, then uploaded before the job is done
         store = self.store if self.cache is None else self.cache.local
         log_path = scratch / "log"
-        log_digest = store.put_file(log_path, move=True)[0] if log_path.exists() else None
+        log_digest, log_size = (
+            store.put_file(log_path, move=True) if log_path.exists() else (None, 0)
+        )
+        # the job's VO gets a claim on every blob it made (PipelineDB.finish)
+        made = {log_digest: log_size} if log_digest is not None else {}
         if not ok:
             if self.cache is not None and log_digest is not None:
                 self.cache.publish([log_digest])
-            return BuildFailure(job.id, reason, log_digest)
+            return BuildFailure(job.id, reason, log_digest, made)
         try:
             metrics = read_metrics(scratch / "out" / METRICS_FILE)
         except ValueError as exc:
             if self.cache is not None and log_digest is not None:
                 self.cache.publish([log_digest])
-            return BuildFailure(job.id, str(exc)[:512], log_digest)
+            return BuildFailure(job.id, str(exc)[:512], log_digest, made)
         tree = ingest_directory(store, scratch / "out", move=True)
         if self.cache is not None:
             logs = [log_digest] if log_digest is not None else []
             self.cache.publish([*logs, *sorted(tree.blob_digests()), tree.digest])
+        made.update(output_blobs(tree))
         context = job.context()
         return BuildSuccess(
             job_id=job.id,
@@ -425,7 +430,16 @@ class WorkerRuntime:
             finished=datetime.now(UTC),
             metrics=metrics,
             matcher=job.derivation.matcher,
+            blobs=made,
         )
+
+
+def output_blobs(tree: Tree) -> dict[str, int]:
+    """Digest -> size of every blob of an output: its files (and symlink targets) and the
+    tree's manifest. Trees are flat (one manifest lists every path): nothing nests."""
+    blobs = {e.digest: e.size for e in tree.entries.values() if e.digest is not None}
+    blobs[tree.digest] = len(tree.manifest_bytes())
+    return blobs
 
 
 def read_metrics(path: Path) -> dict[str, Any]:

@@ -17,6 +17,9 @@ Fixtures:
     An empty directory, also set as ``$DIRACX_DATA_DIR`` for the test.
 ``free_port`` (function)
     A TCP port free on 127.0.0.1 (``diracx.testing.free_port()`` gives more).
+``mint_token`` (function)
+    ``mint_token(sub=..., vo=..., group=...)``: a real access token of the app of the
+    test's ``client`` fixture (``diracx.testing.auth``, which also has a two-VO config).
 ``engine_factory`` (function)
     A :class:`diracx.testing.engine.EngineFactory` on ``data_dir``: ``start()``
     starts a real embedded engine (again after a ``kill()``, for crash tests);
@@ -78,6 +81,12 @@ Fixtures:
     ``.push_layout(layout, name)``). Skipped when ``docker-registry`` or busybox is
     missing, except under ``CI=true``, where they fail.
 
+``oidc_provider`` (function)
+    A real OpenID Connect provider on loopback (:class:`diracx.testing.oidc.OIDCProvider`:
+    ``.issuer``, ``.register_client(...)``, ``.login_as(user)``, ``.decline()``), users
+    alice, bob and carol. ``browser`` (function): a :class:`diracx.testing.browser.Browser`
+    that follows redirects and submits forms, to play the user of ``dirac login``.
+
 Every test that needs PostgreSQL is marked ``postgresql``, so
 ``pytest -m "not postgresql"`` runs without starting a server; ``-m "not distributed"``
 skips the distributed service.
@@ -94,6 +103,8 @@ from pathlib import Path
 
 import pytest
 
+from diracx.testing.auth import mint_token_fixture  # noqa: F401 - the mint_token fixture
+from diracx.testing.browser import browser  # noqa: F401 - fixture, found here by pytest
 from diracx.testing.distributed import (
     FAST_RECOVERY,
     DistributedService,
@@ -107,6 +118,7 @@ from diracx.testing.oci import (  # noqa: F401 - fixtures, found here by pytest
     oci_registry_basic,
     oci_registry_bearer,
 )
+from diracx.testing.oidc import oidc_provider  # noqa: F401 - fixture, found here by pytest
 from diracx.testing.postgresql import PostgreSQLServer, PostgreSQLUnavailableError, start_postgresql
 from diracx.testing.redis import RedisServer, RedisUnavailableError, start_redis
 from diracx.testing.s3 import MotoServer, S3UnavailableError, start_moto

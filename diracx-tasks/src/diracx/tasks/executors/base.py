@@ -26,7 +26,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import ClassVar
 
@@ -34,11 +33,11 @@ from diracx.core.builders import ProcessBuilder
 from diracx.core.canonical import canonical_json
 from diracx.core.derivation import Derivation
 from diracx.core.exceptions import UnknownExecutorError
+from diracx.core.extensions import load_entry_point, select_entry_points
 from diracx.core.store import BlobStore
 from diracx.core.tree import remove_tree
 
 ENTRY_POINT_GROUP = "diracx.executors"
-BUILTIN_DISTRIBUTION = "diracx-tasks"
 # The built-in executors, also when an install's entry points predate one of them
 # (an editable install made before it was added); entry points override these.
 BUILTIN_EXECUTORS = {
@@ -107,21 +106,13 @@ def load_executors() -> dict[str, Executor]:
     An extension's executor overrides a built-in one of the same name.
     """
     classes: dict[str, type[Executor]] = {}
-    builtin: set[str] = set()
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        is_builtin = ep.dist is not None and _normalize(ep.dist.name) == BUILTIN_DISTRIBUTION
-        if ep.name in classes and is_builtin and ep.name not in builtin:
-            continue  # an extension already provides this name
-        cls = ep.load()
+    for name, ep in select_entry_points(ENTRY_POINT_GROUP).items():
+        cls = load_entry_point(ep)
         if not (isinstance(cls, type) and issubclass(cls, Executor)):
             raise TypeError(
-                f"entry point {ENTRY_POINT_GROUP}:{ep.name} = {ep.value} is not an Executor class"
+                f"entry point {ENTRY_POINT_GROUP}:{name} = {ep.value} is not an Executor class"
             )
-        classes[ep.name] = cls
-        if is_builtin:
-            builtin.add(ep.name)
-        else:
-            builtin.discard(ep.name)
+        classes[name] = cls
     for name, target in BUILTIN_EXECUTORS.items():
         if name not in classes:
             module, _, attr = target.partition(":")
@@ -139,10 +130,6 @@ def get_executor(name: str) -> Executor:
         raise UnknownExecutorError(
             f"unknown executor {name!r}; this worker knows: {known}"
         ) from None
-
-
-def _normalize(dist_name: str) -> str:
-    return dist_name.replace("_", "-").replace(".", "-").lower()
 
 
 def prepare_scratch(scratch: Path, derivation: Derivation) -> None:

@@ -84,6 +84,7 @@ def upgrade() -> None:
         sa.Column("revoked_reason", sa.String(255)),
     )
     op.create_index("ix_token_families_sub", "token_families", ["sub"])
+    op.create_index("ix_token_families_revoked", "token_families", ["revoked"])
     op.create_table(
         "refresh_tokens",
         sa.Column("token_hash", Digest, primary_key=True),
@@ -117,6 +118,7 @@ def downgrade() -> None:
     op.drop_table("device_flows")
     op.drop_index("ix_refresh_tokens_family", table_name="refresh_tokens")
     op.drop_table("refresh_tokens")
+    op.drop_index("ix_token_families_revoked", table_name="token_families")
     op.drop_index("ix_token_families_sub", table_name="token_families")
     op.drop_table("token_families")
     op.drop_table("signing_keys")
