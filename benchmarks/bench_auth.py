@@ -1,34 +1,44 @@
 """Benchmark authenticated GET throughput under concurrency on loopback (issue 6, "Must show" 5).
 
-    uv run --no-sync python benchmarks/bench_auth.py                  # 2 workers, 64 connections
+    uv run --no-sync python benchmarks/bench_auth.py                  # 1 then 2 processes
     uv run --no-sync python benchmarks/bench_auth.py --workers 1 --connections 16 --duration 5
     uv run --no-sync python benchmarks/bench_auth.py --backend postgresql --json out.json
     uv run --no-sync --with pyinstrument python benchmarks/bench_auth.py --profile
 
-The real service, as a deployment runs it: ``uvicorn --factory
-diracx.routers.factory:create_app --workers W`` in a process of its own, configured
-with ``DIRACX_*`` variables only, on a migrated SQLite file (or a PostgreSQL server
-started with ``diracx.testing.postgresql``), with a configuration file that declares
-one VO and one service account. The benchmark logs in as that service account
-(``POST /api/auth/token``, ``grant_type=client_credentials``: a real signed JWT), then
-sends ``--connections`` concurrent keep-alive connections of ``GET`` requests for
-``--duration`` seconds, from another process, to:
+The real service in a process of its own, configured with ``DIRACX_*`` variables only,
+on a migrated SQLite file (or a PostgreSQL server started with
+``diracx.testing.postgresql``), with a configuration file that declares one VO and one
+service account. ``--workers 1`` runs what ``dirac server`` and the services image
+run (``python -m diracx.routers serve``: one process, access log on); ``--workers N``
+runs uvicorn's supervisor (``uvicorn --factory diracx.routers.factory:create_app
+--workers N``). The benchmark logs in as the service account (``POST /api/auth/token``,
+``grant_type=client_credentials``: a real signed JWT), then keeps ``--connections``
+keep-alive connections busy with ``GET`` requests for ``--duration`` seconds, from
+another process, on:
 
-- the small authenticated GET (``/api/auth/userinfo``; the first of ``/api/config``,
-  ``/api/store/pins`` the service has when it has no userinfo route): the token's
-  signature, claims and revocation are checked on every request;
+- the small authenticated GET (``/api/auth/userinfo``; else the first of
+  ``/api/config``, ``/api/store/pins`` the service has): the token is checked on every
+  request (``TokenService.verify``: signature and claims on its first use, then from a
+  cache of verified tokens; its family's revocation every time);
 - ``/api/health/live``, public: the floor of the same server (routing, middleware,
   HTTP), the baseline of the ratio.
 
 The load generator is ``wrk`` when it is installed (Debian's ``wrk``), else a small
-HTTP/1.1 client on asyncio streams (``--client python`` forces it); both are measured
-in CPU seconds, to show whether the client or the server is the limit. Latency p50
-and p99 are of closed-loop requests (each connection sends its next request when the
-answer arrives). ``--profile`` then calls the app in-process (no socket, no HTTP)
-to split the server's time per request: the app for the public and the
-authenticated GET, ``TokenService.verify`` (done on every request, from its cache of
-verified tokens), a JWT's signature check (once per token), and pyinstrument's tree
-of the authenticated request.
+HTTP/1.1 client on asyncio streams (``--client python`` forces it, ``both`` runs
+both). CPU seconds per request are shown for the server (all its processes) and the
+client, and how many cores the rest of the machine kept busy meanwhile: on a shared
+machine, other processes take cores from the server. Latency p50 and p99 are of
+closed-loop requests (each connection sends its next request when the answer arrives),
+so with 64 connections they are mostly queueing. ``--profile`` then calls the app
+in-process (no socket, no HTTP) to split the server's time per request: the app for
+the public and the authenticated GET, ``TokenService.verify`` from its cache, a JWT's
+signature check, and pyinstrument's tree of the authenticated request.
+
+With h11 (uvicorn's pure-Python HTTP, the one installed) and several workers,
+uvicorn's supervisor binds the socket without ``IPPROTO_TCP``, so asyncio does not set
+``TCP_NODELAY`` on the connections; each keep-alive answer then waits ~40 ms for the
+client's delayed ACK, and throughput is capped at connections / 44 ms whatever the CPU
+(uvicorn issue 3149; uvloop sets it anyway).
 
 Target on this 2-core machine: at least 1000 authenticated requests/s.
 """
@@ -149,21 +159,12 @@ def wait_live(url: str, process: subprocess.Popen[bytes], log: Path, timeout: fl
     raise RuntimeError(f"the service did not answer in {timeout} s:\n{log.read_text()}")
 
 
-@contextmanager
 def server_argv(workers: int, port: int) -> list[str]:
     """One process: what ``dirac server`` and the services image run. Several: uvicorn's
     supervisor (``--workers``), which the service does not use yet."""
     if workers == 1:
-        return [
-            "-m",
-            "diracx.routers",
-            "serve",
-            "--no-migrate",
-            "--host",
-            HOST,
-            "--port",
-            str(port),
-        ]
+        argv = ["-m", "diracx.routers", "serve", "--no-migrate"]
+        return [*argv, "--host", HOST, "--port", str(port)]
     return [
         "-m", "uvicorn", "--factory", "diracx.routers.factory:create_app", "--workers",
         str(workers), "--host", HOST, "--port", str(port), "--log-level", "warning",

@@ -101,3 +101,53 @@ def test_upgrade_from_0001_keeps_rows(db_url):
     finally:
         engine.dispose()
     assert row == ('["default"]', 1)
+
+
+def test_upgrade_to_vos_gives_the_local_vo_its_blobs(db_url, tmp_path):
+    """Migration 0006 gives old realizations to the local VO; ``upgrade_data`` then gives
+    it the blobs of their outputs and logs, so they can still be downloaded."""
+    from datetime import UTC, datetime
+
+    from alembic import command
+
+    from diracx.core.settings import ServiceSettings
+    from diracx.core.store import LocalStore
+    from diracx.core.tree import Tree, TreeEntry
+    from diracx.db.data_upgrades import upgrade_data
+
+    store = LocalStore(tmp_path / "store")
+    blob = store.put_bytes(b"a result")
+    log = store.put_bytes(b"the build's log")
+    tree = Tree({"result.txt": TreeEntry("file", blob, 8)})
+    output = store.put_bytes(tree.manifest_bytes())
+    config = alembic_config(db_url)
+    command.upgrade(config, "0005")
+    engine = sa.create_engine(config.attributes["sqlalchemy_url"])
+    ts = datetime.now(UTC)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO derivations (dref, name, body, created) "
+                    "VALUES (:d, 'old', '{}', :ts)"
+                ),
+                {"d": "d" * 64, "ts": ts},
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO realizations (rref, dref, output, context, metrics, log, created)"
+                    " VALUES (:r, :d, :o, '{}', '{}', :log, :ts)"
+                ),
+                {"r": "r" * 64, "d": "d" * 64, "o": output, "log": log, "ts": ts},
+            )
+        upgrade(db_url)
+        settings = ServiceSettings(db_url=db_url, store_path=tmp_path / "store")
+        assert upgrade_data(settings, "0005") == [
+            "gave the local VO its claims on 3 blobs of its realizations"
+        ]
+        assert upgrade_data(settings, "0006") == []  # already there: nothing to do
+        with engine.connect() as conn:
+            claims = conn.execute(sa.text("SELECT vo, digest FROM blob_vos")).all()
+    finally:
+        engine.dispose()
+    assert sorted(claims) == sorted(("local", d) for d in (blob, log, output))

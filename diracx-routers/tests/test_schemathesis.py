@@ -2,13 +2,15 @@
 
 The app (``create_app``, lifespan and all, on a migrated SQLite file, then a real
 PostgreSQL database) is served by uvicorn on a loopback port, and Schemathesis sends
-each operation generated requests, valid and invalid, with a real bearer token. Every
-response must be no 5xx, have a status code and a content type the spec declares, and
-a body that matches the declared schema.
+each operation generated requests, valid and invalid (form bodies of the OAuth routes
+included), with a real access token (a JWT of the app's own ``TokenService``, from
+``diracx.testing.auth.issue_test_token``). Every response must be no 5xx, have a status
+code and a content type the spec declares, and a body that matches the declared schema.
 
 Bounded so that CI stays fast and reproducible: a fixed seed, derandomized Hypothesis,
 at most ``MAX_EXAMPLES`` fuzzed requests per operation (plus the deterministic coverage
-phase), no example database carried between runs.
+phase), no example database carried between runs. A deeper run by hand:
+``DIRACX_SCHEMATHESIS_EXAMPLES=500 pytest diracx-routers/tests/test_schemathesis.py``.
 """
 
 from __future__ import annotations
@@ -46,7 +48,6 @@ from diracx.routers.queue import RecordingJobQueue
 from diracx.testing.auth import TEST_SECRET_KEY, issue_test_token, write_config
 from diracx.testing.postgresql import PostgreSQLServer
 
-# DIRACX_SCHEMATHESIS_EXAMPLES=500 for a deeper run by hand
 MAX_EXAMPLES = int(os.environ.get("DIRACX_SCHEMATHESIS_EXAMPLES", "25"))
 SEED = 6
 # the token's user: every property (NormalUser, VOAdmin, ServiceAdministrator), so that

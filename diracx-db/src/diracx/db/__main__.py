@@ -25,6 +25,7 @@ def upgrade_command(revision: str) -> int:
     from sqlalchemy.exc import ArgumentError, DBAPIError
 
     from diracx.core.settings import ServiceSettings
+    from diracx.db.data_upgrades import upgrade_data
     from diracx.db.migrate import (
         HEAD,
         DatabaseUnreachableError,
@@ -34,7 +35,8 @@ def upgrade_command(revision: str) -> int:
     )
 
     try:
-        url = ServiceSettings().resolved_db_url()
+        settings = ServiceSettings()
+        url = settings.resolved_db_url()
         shown = describe(url)
     except (ValidationError, ArgumentError) as exc:
         print(f"error: bad database settings (DIRACX_DB_URL...): {exc}", file=sys.stderr)
@@ -48,6 +50,8 @@ def upgrade_command(revision: str) -> int:
             return 0
         upgrade(url, revision)
         after = database_revision(url)
+        for done in upgrade_data(settings, before) if after == HEAD else []:
+            print(f"data: {done}")
     except DatabaseUnreachableError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -12,7 +12,17 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, func, literal_column, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    func,
+    literal_column,
+    or_,
+    select,
+    true,
+    update,
+)
 
 from diracx.core.broker import QueuedJob
 from diracx.core.exceptions import ConflictError, ObjectNotFoundError
@@ -176,21 +186,37 @@ class JobDB:
             return col < value
         return col > value
 
-    def _where(self, vo: str, search: Sequence[SearchSpec]) -> ColumnElement[bool]:
+    def _filters(self, search: Sequence[SearchSpec]) -> list[ColumnElement[bool]]:
+        """The user's filters (InvalidSearchError before anything is read)."""
+        return [self._condition(spec) for spec in search]
+
+    def _where(
+        self, conn: Connection, vo: str, filters: Sequence[ColumnElement[bool]]
+    ) -> ColumnElement[bool]:
         """The user's filters, and always the VO: a user never finds another VO's jobs,
-        whatever they filter on."""
-        conditions = [self._condition(spec) for spec in search]
-        in_vo: ColumnElement[bool] = jobs.c.vo == vo
-        if self._sqlite:
-            # Without statistics SQLite takes an equality for selective, and would seek
-            # ix_jobs_vo_status for the VO rather than ix_jobs_name for a name prefix, or
-            # sort every id of the VO rather than walk the primary key: 20-70 times
-            # slower when one VO holds most jobs (the embedded engine's single VO).
-            # Saying the VO matches most rows leaves it the index only where the status
-            # is constrained too, or for counts. (PostgreSQL has statistics.)
-            # (likelihood() wants a literal; typed Boolean, SQLAlchemy would add "= 1")
-            in_vo = func.likelihood(in_vo, literal_column("0.99"))
-        return and_(in_vo, *conditions)
+        whatever they filter on. Run in the transaction that then reads with it."""
+        return and_(true(), *self._in_vo(conn, vo), *filters)
+
+    def _in_vo(self, conn: Connection, vo: str) -> list[ColumnElement[bool]]:
+        """The VO condition, as the database plans it best."""
+        if not self._sqlite:
+            return [jobs.c.vo == vo]  # PostgreSQL's statistics know how selective it is
+        # SQLite has no statistics. The embedded engine has one VO: when no other VO has
+        # jobs (in this transaction's snapshot) the condition is implied, and left out,
+        # so that the plans are those of the indexes made for the searches (a covering
+        # ix_jobs_name for a name prefix, the primary key for "newest first").
+        others = conn.execute(
+            select(jobs.c.id).where(or_(jobs.c.vo < vo, jobs.c.vo > vo)).limit(1)
+        ).first()
+        if others is None:
+            return []
+        # Else SQLite takes an equality for selective, and would seek ix_jobs_vo_status
+        # for the VO rather than ix_jobs_name for a name prefix, or sort every id of the
+        # VO rather than walk the primary key: many times slower when the VO holds most
+        # jobs. Saying it matches most rows leaves it the index where the status is
+        # constrained too, or for counts. (likelihood() wants a literal; typed Boolean,
+        # SQLAlchemy would add "= 1".)
+        return [func.likelihood(jobs.c.vo == vo, literal_column("0.99"))]
 
     def _order(self, sort: Sequence[SortSpec]) -> list[Any]:
         order: list[Any] = []
@@ -213,11 +239,12 @@ class JobDB:
         operator."""
         names = [attribute_name(p) for p in request.parameters or []] or list(JOB_ATTRIBUTES)
         names = list(dict.fromkeys(names))
-        where = self._where(vo, request.search)
+        filters = self._filters(request.search)
         order = self._order(request.sort)
         first = (page - 1) * per_page
 
         def tx(conn: Connection) -> Any:
+            where = self._where(conn, vo, filters)
             # The page's ids first, from the indexes alone where they can (a "deferred
             # join"), then only those rows: sorting 12 500 full rows of a 100 000-job
             # table to keep 100 cost SQLite ten times more than sorting their ids.
@@ -249,10 +276,11 @@ class JobDB:
         """The number of jobs of *vo* matching the filters, per distinct value of the
         grouping."""
         names = list(dict.fromkeys(attribute_name(g) for g in request.grouping))
-        where = self._where(vo, request.search)
+        filters = self._filters(request.search)
         cols = [jobs.c[n] for n in names]
 
         def tx(conn: Connection) -> Any:
+            where = self._where(conn, vo, filters)
             rows = conn.execute(
                 select(*cols, func.count().label("count"))
                 .where(where)

@@ -108,6 +108,7 @@ jobs = Table(
     Index("ix_jobs_pipeline", "pipeline_id"),
     # migration 0006: the VO filter every user's search carries
     Index("ix_jobs_vo_status", "vo", "status"),
+    Index("ix_jobs_vo_name", "vo", "name"),  # ``name like 'prefix%'`` within a VO
 )
 
 # job_id needs input_job_id's realization before it can run

@@ -53,6 +53,7 @@ logger = logging.getLogger(__name__)
 DEVICE_PATH = "/api/auth/device"
 LOGIN_PATH = "/api/auth/device/login"
 CALLBACK_PATH = "/api/auth/device/callback"
+URLSAFE = re.compile(r"[A-Za-z0-9_-]+")  # what secrets.token_urlsafe makes
 POLL_INTERVAL = 5  # the default seconds between two polls (settings.device_flow_interval)
 # A poll this much earlier than the interval still counts as on time (network jitter).
 POLL_TOLERANCE = timedelta(seconds=1)
@@ -542,7 +543,8 @@ async def device_callback(
 ) -> Response:
     """Where the VO's identity provider sends the browser back (authorization response)."""
     bad = status.HTTP_400_BAD_REQUEST
-    flow = await db.take_idp_login(state) if state else None
+    # states we send are url-safe base64: anything else (a NUL byte...) is no login of ours
+    flow = await db.take_idp_login(state) if state and URLSAFE.fullmatch(state) else None
     if flow is None:
         return login_pages.message_page(
             "Login failed",

@@ -37,7 +37,8 @@ from pydantic import SecretStr
 from diracx.core.secrets import new_key
 from diracx.core.settings import ServiceSettings
 from diracx.core.version import __version__
-from diracx.db.migrate import upgrade
+from diracx.db.data_upgrades import upgrade_data
+from diracx.db.migrate import current_revision, sqlite_is_current, upgrade
 from diracx.db.os import open_store
 from diracx.db.periodic import Send, run_tick
 from diracx.db.pipelines import PipelineDB
@@ -127,7 +128,11 @@ class EmbeddedEngine:
         """Lock the data directory, migrate and clean up what a crash left behind."""
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock_fd = _lock(self.data_dir)
-        upgrade(self.settings.resolved_db_url())
+        url = self.settings.resolved_db_url()
+        if not sqlite_is_current(url):  # the usual start: nothing to migrate, fast
+            before = current_revision(url)
+            upgrade(url)
+            upgrade_data(self.settings, before)
         # Nothing else uses these while we hold the lock: whatever is there is debris.
         # (Scratch directories are the worker's: it kills what dead workers left running.)
         open_store(self.settings).clear_tmp()

@@ -29,6 +29,7 @@ def upgrade() -> None:
     op.add_column("jobs", sa.Column("vo", sa.String(64), nullable=False, server_default=LOCAL_VO))
     op.add_column("jobs", sa.Column("owner", sa.String(255), nullable=False, server_default=""))
     op.create_index("ix_jobs_vo_status", "jobs", ["vo", "status"])
+    op.create_index("ix_jobs_vo_name", "jobs", ["vo", "name"])
     # pin names become per VO: a new primary key, so a new table (the same on both backends)
     op.drop_index("ix_pins_rref", table_name="pins")
     op.rename_table("pins", "pins_before_vos")
@@ -134,6 +135,7 @@ def downgrade() -> None:
         f"SELECT name, rref, owner, created FROM pins_with_vos WHERE vo = '{LOCAL_VO}'"
     )
     op.drop_table("pins_with_vos")
+    op.drop_index("ix_jobs_vo_name", table_name="jobs")
     op.drop_index("ix_jobs_vo_status", table_name="jobs")
     op.drop_column("jobs", "owner")
     op.drop_column("jobs", "vo")
