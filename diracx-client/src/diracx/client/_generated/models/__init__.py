@@ -2,6 +2,11 @@
 
 from .blob_info import BlobInfo
 from .blob_upload import BlobUpload
+from .body_device_authorization import BodyDeviceAuthorization
+from .body_device_login import BodyDeviceLogin
+from .body_device_login_decision import BodyDeviceLoginDecision
+from .body_issue_token import BodyIssueToken
+from .body_revoke_token import BodyRevokeToken
 from .closure import Closure
 from .closure_blobs import ClosureBlobs
 from .closure_import import ClosureImport
@@ -14,11 +19,14 @@ from .derivation import Derivation
 from .derivation_builder import DerivationBuilder
 from .derivation_config import DerivationConfig
 from .derivation_inputs import DerivationInputs
+from .device_authorization_response import DeviceAuthorizationResponse
 from .drv_input import DrvInput
 from .error_response import ErrorResponse
 from .gc_realization import GCRealization
 from .gc_report import GCReport
 from .gc_request import GCRequest
+from .group_config import GroupConfig
+from .identity_provider_view import IdentityProviderView
 from .import_result import ImportResult
 from .job_action_response import JobActionResponse
 from .job_event import JobEvent
@@ -31,6 +39,8 @@ from .job_status_update_response import JobStatusUpdateResponse
 from .job_status_update_response_failed import JobStatusUpdateResponseFailed
 from .job_status_update_response_success import JobStatusUpdateResponseSuccess
 from .job_summary_request import JobSummaryRequest
+from .jwk_set import JWKSet
+from .jwk_set_keys_item import JWKSetKeysItem
 from .kill_response import KillResponse
 from .live_status import LiveStatus
 from .matcher import Matcher
@@ -41,6 +51,8 @@ from .missing_blobs_request import MissingBlobsRequest
 from .missing_blobs_response import MissingBlobsResponse
 from .missing_object import MissingObject
 from .multipart_upload import MultipartUpload
+from .o_auth_error_response import OAuthErrorResponse
+from .open_id_configuration import OpenIDConfiguration
 from .pin_info import PinInfo
 from .pin_request import PinRequest
 from .pipeline_events import PipelineEvents
@@ -57,6 +69,7 @@ from .provenance import Provenance
 from .provenance_realizations import ProvenanceRealizations
 from .provenance_trees import ProvenanceTrees
 from .provenance_trees_additional_property import ProvenanceTreesAdditionalProperty
+from .quota_config import QuotaConfig
 from .ready_status import ReadyStatus
 from .realization_info import RealizationInfo
 from .realization_info_context import RealizationInfoContext
@@ -65,6 +78,9 @@ from .realization_size import RealizationSize
 from .scheduling import Scheduling
 from .search_jobs_response_200_item import SearchJobsResponse200Item
 from .search_spec import SearchSpec
+from .served_config import ServedConfig
+from .served_config_vos import ServedConfigVos
+from .service_account_view import ServiceAccountView
 from .set_job_statuses_body import SetJobStatusesBody
 from .single_upload import SingleUpload
 from .single_upload_headers import SingleUploadHeaders
@@ -72,19 +88,32 @@ from .size_report import SizeReport
 from .size_request import SizeRequest
 from .sort_spec import SortSpec
 from .stage_info import StageInfo
+from .startup_status import StartupStatus
 from .status_history_entry import StatusHistoryEntry
 from .submit_response import SubmitResponse
 from .summarize_jobs_response_200_item import SummarizeJobsResponse200Item
+from .token_response import TokenResponse
 from .tree_input import TreeInput
 from .upload_part_url import UploadPartURL
 from .upload_plans import UploadPlans
+from .user_config import UserConfig
+from .user_info import UserInfo
 from .validation_error_response import ValidationErrorResponse
 from .validation_problem import ValidationProblem
 from .verify_report import VerifyReport
+from .vo_view import VOView
+from .vo_view_groups import VOViewGroups
+from .vo_view_service_accounts import VOViewServiceAccounts
+from .vo_view_users import VOViewUsers
 
 __all__ = (
     "BlobInfo",
     "BlobUpload",
+    "BodyDeviceAuthorization",
+    "BodyDeviceLogin",
+    "BodyDeviceLoginDecision",
+    "BodyIssueToken",
+    "BodyRevokeToken",
     "Closure",
     "ClosureBlobs",
     "ClosureImport",
@@ -97,11 +126,14 @@ __all__ = (
     "DerivationBuilder",
     "DerivationConfig",
     "DerivationInputs",
+    "DeviceAuthorizationResponse",
     "DrvInput",
     "ErrorResponse",
     "GCRealization",
     "GCReport",
     "GCRequest",
+    "GroupConfig",
+    "IdentityProviderView",
     "ImportResult",
     "JobActionResponse",
     "JobEvent",
@@ -114,6 +146,8 @@ __all__ = (
     "JobStatusUpdateResponseFailed",
     "JobStatusUpdateResponseSuccess",
     "JobSummaryRequest",
+    "JWKSet",
+    "JWKSetKeysItem",
     "KillResponse",
     "LiveStatus",
     "Matcher",
@@ -124,6 +158,8 @@ __all__ = (
     "MissingBlobsResponse",
     "MissingObject",
     "MultipartUpload",
+    "OAuthErrorResponse",
+    "OpenIDConfiguration",
     "PinInfo",
     "PinRequest",
     "PipelineEvents",
@@ -140,6 +176,7 @@ __all__ = (
     "ProvenanceRealizations",
     "ProvenanceTrees",
     "ProvenanceTreesAdditionalProperty",
+    "QuotaConfig",
     "ReadyStatus",
     "RealizationInfo",
     "RealizationInfoContext",
@@ -148,6 +185,9 @@ __all__ = (
     "Scheduling",
     "SearchJobsResponse200Item",
     "SearchSpec",
+    "ServedConfig",
+    "ServedConfigVos",
+    "ServiceAccountView",
     "SetJobStatusesBody",
     "SingleUpload",
     "SingleUploadHeaders",
@@ -155,13 +195,21 @@ __all__ = (
     "SizeRequest",
     "SortSpec",
     "StageInfo",
+    "StartupStatus",
     "StatusHistoryEntry",
     "SubmitResponse",
     "SummarizeJobsResponse200Item",
+    "TokenResponse",
     "TreeInput",
     "UploadPartURL",
     "UploadPlans",
+    "UserConfig",
+    "UserInfo",
     "ValidationErrorResponse",
     "ValidationProblem",
     "VerifyReport",
+    "VOView",
+    "VOViewGroups",
+    "VOViewServiceAccounts",
+    "VOViewUsers",
 )

@@ -99,7 +99,7 @@ def sync_detailed(
     """Complete Blob Upload
 
      Finish an upload planned by ``POST /api/blobs/uploads``: the store checks that the
-    uploaded bytes hash to *digest* before the blob becomes visible.
+    uploaded bytes hash to *digest* before the blob becomes the VO's.
 
     Args:
         digest (str): SHA-256 of the blob (64 lowercase hex digits)
@@ -134,7 +134,7 @@ def sync(
     """Complete Blob Upload
 
      Finish an upload planned by ``POST /api/blobs/uploads``: the store checks that the
-    uploaded bytes hash to *digest* before the blob becomes visible.
+    uploaded bytes hash to *digest* before the blob becomes the VO's.
 
     Args:
         digest (str): SHA-256 of the blob (64 lowercase hex digits)
@@ -164,7 +164,7 @@ async def asyncio_detailed(
     """Complete Blob Upload
 
      Finish an upload planned by ``POST /api/blobs/uploads``: the store checks that the
-    uploaded bytes hash to *digest* before the blob becomes visible.
+    uploaded bytes hash to *digest* before the blob becomes the VO's.
 
     Args:
         digest (str): SHA-256 of the blob (64 lowercase hex digits)
@@ -197,7 +197,7 @@ async def asyncio(
     """Complete Blob Upload
 
      Finish an upload planned by ``POST /api/blobs/uploads``: the store checks that the
-    uploaded bytes hash to *digest* before the blob becomes visible.
+    uploaded bytes hash to *digest* before the blob becomes the VO's.
 
     Args:
         digest (str): SHA-256 of the blob (64 lowercase hex digits)

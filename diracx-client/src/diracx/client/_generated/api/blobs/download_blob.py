@@ -88,7 +88,8 @@ def sync_detailed(
     """Download Blob
 
      A blob's bytes, verified against the digest as they are read; with an S3 store,
-    a redirect to a presigned URL (follow it without the Authorization header).
+    a redirect to a presigned URL (follow it without the Authorization header). Only
+    a blob the caller's VO has: another VO's is as absent as one nobody stored.
 
     Args:
         digest (str): SHA-256 of the blob (64 lowercase hex digits)
@@ -120,7 +121,8 @@ def sync(
     """Download Blob
 
      A blob's bytes, verified against the digest as they are read; with an S3 store,
-    a redirect to a presigned URL (follow it without the Authorization header).
+    a redirect to a presigned URL (follow it without the Authorization header). Only
+    a blob the caller's VO has: another VO's is as absent as one nobody stored.
 
     Args:
         digest (str): SHA-256 of the blob (64 lowercase hex digits)
@@ -147,7 +149,8 @@ async def asyncio_detailed(
     """Download Blob
 
      A blob's bytes, verified against the digest as they are read; with an S3 store,
-    a redirect to a presigned URL (follow it without the Authorization header).
+    a redirect to a presigned URL (follow it without the Authorization header). Only
+    a blob the caller's VO has: another VO's is as absent as one nobody stored.
 
     Args:
         digest (str): SHA-256 of the blob (64 lowercase hex digits)
@@ -177,7 +180,8 @@ async def asyncio(
     """Download Blob
 
      A blob's bytes, verified against the digest as they are read; with an S3 store,
-    a redirect to a presigned URL (follow it without the Authorization header).
+    a redirect to a presigned URL (follow it without the Authorization header). Only
+    a blob the caller's VO has: another VO's is as absent as one nobody stored.
 
     Args:
         digest (str): SHA-256 of the blob (64 lowercase hex digits)

@@ -83,7 +83,7 @@ def sync_detailed(
 ) -> Response[ErrorResponse | MissingBlobsResponse | ValidationErrorResponse]:
     """Missing Blobs
 
-     Which of these blobs the store lacks: one call before uploading only those.
+     Which of these blobs the caller's VO lacks: one call before uploading only those.
 
     Args:
         body (MissingBlobsRequest):
@@ -114,7 +114,7 @@ def sync(
 ) -> ErrorResponse | MissingBlobsResponse | ValidationErrorResponse | None:
     """Missing Blobs
 
-     Which of these blobs the store lacks: one call before uploading only those.
+     Which of these blobs the caller's VO lacks: one call before uploading only those.
 
     Args:
         body (MissingBlobsRequest):
@@ -140,7 +140,7 @@ async def asyncio_detailed(
 ) -> Response[ErrorResponse | MissingBlobsResponse | ValidationErrorResponse]:
     """Missing Blobs
 
-     Which of these blobs the store lacks: one call before uploading only those.
+     Which of these blobs the caller's VO lacks: one call before uploading only those.
 
     Args:
         body (MissingBlobsRequest):
@@ -169,7 +169,7 @@ async def asyncio(
 ) -> ErrorResponse | MissingBlobsResponse | ValidationErrorResponse | None:
     """Missing Blobs
 
-     Which of these blobs the store lacks: one call before uploading only those.
+     Which of these blobs the caller's VO lacks: one call before uploading only those.
 
     Args:
         body (MissingBlobsRequest):

@@ -86,7 +86,8 @@ def sync_detailed(
 ) -> Response[ErrorResponse | UploadPlans | ValidationErrorResponse]:
     """Plan Blob Uploads
 
-     How to upload each of these blobs the store lacks (blobs it has are left out).
+     How to upload each of these blobs the caller's VO lacks (those it has are left
+    out; a blob the store holds for another VO must be sent all the same).
 
     A ``single`` plan: send the whole blob with ``method`` to ``url`` with ``headers``
     (a relative URL is the service itself: send the usual credentials; an absolute
@@ -123,7 +124,8 @@ def sync(
 ) -> ErrorResponse | UploadPlans | ValidationErrorResponse | None:
     """Plan Blob Uploads
 
-     How to upload each of these blobs the store lacks (blobs it has are left out).
+     How to upload each of these blobs the caller's VO lacks (those it has are left
+    out; a blob the store holds for another VO must be sent all the same).
 
     A ``single`` plan: send the whole blob with ``method`` to ``url`` with ``headers``
     (a relative URL is the service itself: send the usual credentials; an absolute
@@ -155,7 +157,8 @@ async def asyncio_detailed(
 ) -> Response[ErrorResponse | UploadPlans | ValidationErrorResponse]:
     """Plan Blob Uploads
 
-     How to upload each of these blobs the store lacks (blobs it has are left out).
+     How to upload each of these blobs the caller's VO lacks (those it has are left
+    out; a blob the store holds for another VO must be sent all the same).
 
     A ``single`` plan: send the whole blob with ``method`` to ``url`` with ``headers``
     (a relative URL is the service itself: send the usual credentials; an absolute
@@ -190,7 +193,8 @@ async def asyncio(
 ) -> ErrorResponse | UploadPlans | ValidationErrorResponse | None:
     """Plan Blob Uploads
 
-     How to upload each of these blobs the store lacks (blobs it has are left out).
+     How to upload each of these blobs the caller's VO lacks (those it has are left
+    out; a blob the store holds for another VO must be sent all the same).
 
     A ``single`` plan: send the whole blob with ``method`` to ``url`` with ``headers``
     (a relative URL is the service itself: send the usual credentials; an absolute

@@ -62,7 +62,7 @@ def sync_detailed(
 ) -> Response[ErrorResponse | ReadyStatus | ValidationErrorResponse]:
     """Ready
 
-     The service can do its work: the database answers.
+     The service can do its work: the database and the broker answer.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -87,7 +87,7 @@ def sync(
 ) -> ErrorResponse | ReadyStatus | ValidationErrorResponse | None:
     """Ready
 
-     The service can do its work: the database answers.
+     The service can do its work: the database and the broker answer.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -108,7 +108,7 @@ async def asyncio_detailed(
 ) -> Response[ErrorResponse | ReadyStatus | ValidationErrorResponse]:
     """Ready
 
-     The service can do its work: the database answers.
+     The service can do its work: the database and the broker answer.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -131,7 +131,7 @@ async def asyncio(
 ) -> ErrorResponse | ReadyStatus | ValidationErrorResponse | None:
     """Ready
 
-     The service can do its work: the database answers.
+     The service can do its work: the database and the broker answer.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.

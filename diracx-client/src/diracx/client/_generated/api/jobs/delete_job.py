@@ -88,8 +88,9 @@ def sync_detailed(
 ) -> Response[ErrorResponse | JobActionResponse | ValidationErrorResponse]:
     """Delete Job
 
-     Mark an ended job (Done, Failed, Killed) Deleted. Its row, history and results
-    stay: pipelines and realizations refer to it.
+     Mark an ended job (Done, Failed, Killed) Deleted: the caller's own, or any of the
+    VO's with the VOAdmin property. Its row, history and results stay: pipelines and
+    realizations refer to it.
 
     Args:
         job_id (int): the job's id
@@ -120,8 +121,9 @@ def sync(
 ) -> ErrorResponse | JobActionResponse | ValidationErrorResponse | None:
     """Delete Job
 
-     Mark an ended job (Done, Failed, Killed) Deleted. Its row, history and results
-    stay: pipelines and realizations refer to it.
+     Mark an ended job (Done, Failed, Killed) Deleted: the caller's own, or any of the
+    VO's with the VOAdmin property. Its row, history and results stay: pipelines and
+    realizations refer to it.
 
     Args:
         job_id (int): the job's id
@@ -147,8 +149,9 @@ async def asyncio_detailed(
 ) -> Response[ErrorResponse | JobActionResponse | ValidationErrorResponse]:
     """Delete Job
 
-     Mark an ended job (Done, Failed, Killed) Deleted. Its row, history and results
-    stay: pipelines and realizations refer to it.
+     Mark an ended job (Done, Failed, Killed) Deleted: the caller's own, or any of the
+    VO's with the VOAdmin property. Its row, history and results stay: pipelines and
+    realizations refer to it.
 
     Args:
         job_id (int): the job's id
@@ -177,8 +180,9 @@ async def asyncio(
 ) -> ErrorResponse | JobActionResponse | ValidationErrorResponse | None:
     """Delete Job
 
-     Mark an ended job (Done, Failed, Killed) Deleted. Its row, history and results
-    stay: pipelines and realizations refer to it.
+     Mark an ended job (Done, Failed, Killed) Deleted: the caller's own, or any of the
+    VO's with the VOAdmin property. Its row, history and results stay: pipelines and
+    realizations refer to it.
 
     Args:
         job_id (int): the job's id

@@ -83,7 +83,7 @@ def sync_detailed(
 ) -> Response[ErrorResponse | JobInfo | ValidationErrorResponse]:
     """Get Job
 
-     A job with its status history.
+     A job of the caller's VO with its status history.
 
     Args:
         job_id (int): the job's id
@@ -114,7 +114,7 @@ def sync(
 ) -> ErrorResponse | JobInfo | ValidationErrorResponse | None:
     """Get Job
 
-     A job with its status history.
+     A job of the caller's VO with its status history.
 
     Args:
         job_id (int): the job's id
@@ -140,7 +140,7 @@ async def asyncio_detailed(
 ) -> Response[ErrorResponse | JobInfo | ValidationErrorResponse]:
     """Get Job
 
-     A job with its status history.
+     A job of the caller's VO with its status history.
 
     Args:
         job_id (int): the job's id
@@ -169,7 +169,7 @@ async def asyncio(
 ) -> ErrorResponse | JobInfo | ValidationErrorResponse | None:
     """Get Job
 
-     A job with its status history.
+     A job of the caller's VO with its status history.
 
     Args:
         job_id (int): the job's id

@@ -88,8 +88,9 @@ def sync_detailed(
 ) -> Response[ErrorResponse | KillResponse | ValidationErrorResponse]:
     """Kill Job
 
-     Kill a live job: it ends Killed, and the jobs that need it fail. A worker building
-    it stops the build (its whole process group) within about a second.
+     Kill a live job (the caller's own, or any of the VO's with the VOAdmin property):
+    it ends Killed, and the jobs that need it fail. A worker building it stops the build
+    (its whole process group) within about a second.
 
     Args:
         job_id (int): the job's id
@@ -120,8 +121,9 @@ def sync(
 ) -> ErrorResponse | KillResponse | ValidationErrorResponse | None:
     """Kill Job
 
-     Kill a live job: it ends Killed, and the jobs that need it fail. A worker building
-    it stops the build (its whole process group) within about a second.
+     Kill a live job (the caller's own, or any of the VO's with the VOAdmin property):
+    it ends Killed, and the jobs that need it fail. A worker building it stops the build
+    (its whole process group) within about a second.
 
     Args:
         job_id (int): the job's id
@@ -147,8 +149,9 @@ async def asyncio_detailed(
 ) -> Response[ErrorResponse | KillResponse | ValidationErrorResponse]:
     """Kill Job
 
-     Kill a live job: it ends Killed, and the jobs that need it fail. A worker building
-    it stops the build (its whole process group) within about a second.
+     Kill a live job (the caller's own, or any of the VO's with the VOAdmin property):
+    it ends Killed, and the jobs that need it fail. A worker building it stops the build
+    (its whole process group) within about a second.
 
     Args:
         job_id (int): the job's id
@@ -177,8 +180,9 @@ async def asyncio(
 ) -> ErrorResponse | KillResponse | ValidationErrorResponse | None:
     """Kill Job
 
-     Kill a live job: it ends Killed, and the jobs that need it fail. A worker building
-    it stops the build (its whole process group) within about a second.
+     Kill a live job (the caller's own, or any of the VO's with the VOAdmin property):
+    it ends Killed, and the jobs that need it fail. A worker building it stops the build
+    (its whole process group) within about a second.
 
     Args:
         job_id (int): the job's id

@@ -88,7 +88,8 @@ def sync_detailed(
 ) -> Response[ErrorResponse | JobActionResponse | ValidationErrorResponse]:
     """Reschedule Job
 
-     Build a Failed, Killed or Stalled job again: Rescheduled, then Waiting (queued)
+     Build a Failed, Killed or Stalled job again (the caller's own, or any of the VO's
+    with the VOAdmin property), within the VO's quotas: Rescheduled, then Waiting (queued)
     or Checking (while an input is built), with a new attempt and a fresh retry budget.
 
     Args:
@@ -120,7 +121,8 @@ def sync(
 ) -> ErrorResponse | JobActionResponse | ValidationErrorResponse | None:
     """Reschedule Job
 
-     Build a Failed, Killed or Stalled job again: Rescheduled, then Waiting (queued)
+     Build a Failed, Killed or Stalled job again (the caller's own, or any of the VO's
+    with the VOAdmin property), within the VO's quotas: Rescheduled, then Waiting (queued)
     or Checking (while an input is built), with a new attempt and a fresh retry budget.
 
     Args:
@@ -147,7 +149,8 @@ async def asyncio_detailed(
 ) -> Response[ErrorResponse | JobActionResponse | ValidationErrorResponse]:
     """Reschedule Job
 
-     Build a Failed, Killed or Stalled job again: Rescheduled, then Waiting (queued)
+     Build a Failed, Killed or Stalled job again (the caller's own, or any of the VO's
+    with the VOAdmin property), within the VO's quotas: Rescheduled, then Waiting (queued)
     or Checking (while an input is built), with a new attempt and a fresh retry budget.
 
     Args:
@@ -177,7 +180,8 @@ async def asyncio(
 ) -> ErrorResponse | JobActionResponse | ValidationErrorResponse | None:
     """Reschedule Job
 
-     Build a Failed, Killed or Stalled job again: Rescheduled, then Waiting (queued)
+     Build a Failed, Killed or Stalled job again (the caller's own, or any of the VO's
+    with the VOAdmin property), within the VO's quotas: Rescheduled, then Waiting (queued)
     or Checking (while an input is built), with a new attempt and a fresh retry budget.
 
     Args:

@@ -122,7 +122,8 @@ def sync_detailed(
 ]:
     """Search Jobs
 
-     Jobs matching every filter, with the chosen attributes, in the chosen order.
+     Jobs of the caller's VO matching every filter, with the chosen attributes, in the
+    chosen order.
 
     200 with every match, 206 with a part of them; Content-Range says which
     (``jobs 0-99/1234``: the 0-based first and last, and the number of matches).
@@ -169,7 +170,8 @@ def sync(
 ):
     """Search Jobs
 
-     Jobs matching every filter, with the chosen attributes, in the chosen order.
+     Jobs of the caller's VO matching every filter, with the chosen attributes, in the
+    chosen order.
 
     200 with every match, 206 with a part of them; Content-Range says which
     (``jobs 0-99/1234``: the 0-based first and last, and the number of matches).
@@ -207,7 +209,8 @@ async def asyncio_detailed(
 ]:
     """Search Jobs
 
-     Jobs matching every filter, with the chosen attributes, in the chosen order.
+     Jobs of the caller's VO matching every filter, with the chosen attributes, in the
+    chosen order.
 
     200 with every match, 206 with a part of them; Content-Range says which
     (``jobs 0-99/1234``: the 0-based first and last, and the number of matches).
@@ -252,7 +255,8 @@ async def asyncio(
 ):
     """Search Jobs
 
-     Jobs matching every filter, with the chosen attributes, in the chosen order.
+     Jobs of the caller's VO matching every filter, with the chosen attributes, in the
+    chosen order.
 
     200 with every match, 206 with a part of them; Content-Range says which
     (``jobs 0-99/1234``: the 0-based first and last, and the number of matches).

@@ -85,8 +85,10 @@ def sync_detailed(
 
      Change jobs' status and minor status (DIRAC's ``{job_id: {Status, MinorStatus,
     Source}}``). Only transitions legal in DIRAC's state machine, to Failed, Killed or
-    Stalled (the others are DiracX's own); each refused job is listed with the reason
-    and left as it was. Failed or Killed jobs fail the jobs that need them.
+    Stalled (the others are DiracX's own), of the caller's own jobs (any of the VO's with
+    the VOAdmin property); each refused job is listed with the reason and left as it was
+    (a job of another VO "does not exist"). Failed or Killed jobs fail the jobs that
+    need them.
 
     Args:
         body (SetJobStatusesBody):
@@ -119,8 +121,10 @@ def sync(
 
      Change jobs' status and minor status (DIRAC's ``{job_id: {Status, MinorStatus,
     Source}}``). Only transitions legal in DIRAC's state machine, to Failed, Killed or
-    Stalled (the others are DiracX's own); each refused job is listed with the reason
-    and left as it was. Failed or Killed jobs fail the jobs that need them.
+    Stalled (the others are DiracX's own), of the caller's own jobs (any of the VO's with
+    the VOAdmin property); each refused job is listed with the reason and left as it was
+    (a job of another VO "does not exist"). Failed or Killed jobs fail the jobs that
+    need them.
 
     Args:
         body (SetJobStatusesBody):
@@ -148,8 +152,10 @@ async def asyncio_detailed(
 
      Change jobs' status and minor status (DIRAC's ``{job_id: {Status, MinorStatus,
     Source}}``). Only transitions legal in DIRAC's state machine, to Failed, Killed or
-    Stalled (the others are DiracX's own); each refused job is listed with the reason
-    and left as it was. Failed or Killed jobs fail the jobs that need them.
+    Stalled (the others are DiracX's own), of the caller's own jobs (any of the VO's with
+    the VOAdmin property); each refused job is listed with the reason and left as it was
+    (a job of another VO "does not exist"). Failed or Killed jobs fail the jobs that
+    need them.
 
     Args:
         body (SetJobStatusesBody):
@@ -180,8 +186,10 @@ async def asyncio(
 
      Change jobs' status and minor status (DIRAC's ``{job_id: {Status, MinorStatus,
     Source}}``). Only transitions legal in DIRAC's state machine, to Failed, Killed or
-    Stalled (the others are DiracX's own); each refused job is listed with the reason
-    and left as it was. Failed or Killed jobs fail the jobs that need them.
+    Stalled (the others are DiracX's own), of the caller's own jobs (any of the VO's with
+    the VOAdmin property); each refused job is listed with the reason and left as it was
+    (a job of another VO "does not exist"). Failed or Killed jobs fail the jobs that
+    need them.
 
     Args:
         body (SetJobStatusesBody):

@@ -96,8 +96,8 @@ def sync_detailed(
 ]:
     """Summarize Jobs
 
-     The number of matching jobs per distinct value of the grouping attributes
-    (each item: those attributes, and ``count``).
+     The number of the caller's VO's matching jobs per distinct value of the grouping
+    attributes (each item: those attributes, and ``count``).
 
     Args:
         body (JobSummaryRequest): ``POST /api/jobs/summary``: count the jobs matching *search*,
@@ -131,8 +131,8 @@ def sync(
 ):
     """Summarize Jobs
 
-     The number of matching jobs per distinct value of the grouping attributes
-    (each item: those attributes, and ``count``).
+     The number of the caller's VO's matching jobs per distinct value of the grouping
+    attributes (each item: those attributes, and ``count``).
 
     Args:
         body (JobSummaryRequest): ``POST /api/jobs/summary``: count the jobs matching *search*,
@@ -161,8 +161,8 @@ async def asyncio_detailed(
 ]:
     """Summarize Jobs
 
-     The number of matching jobs per distinct value of the grouping attributes
-    (each item: those attributes, and ``count``).
+     The number of the caller's VO's matching jobs per distinct value of the grouping
+    attributes (each item: those attributes, and ``count``).
 
     Args:
         body (JobSummaryRequest): ``POST /api/jobs/summary``: count the jobs matching *search*,
@@ -194,8 +194,8 @@ async def asyncio(
 ):
     """Summarize Jobs
 
-     The number of matching jobs per distinct value of the grouping attributes
-    (each item: those attributes, and ``count``).
+     The number of the caller's VO's matching jobs per distinct value of the grouping
+    attributes (each item: those attributes, and ``count``).
 
     Args:
         body (JobSummaryRequest): ``POST /api/jobs/summary``: count the jobs matching *search*,

@@ -83,7 +83,7 @@ def sync_detailed(
 ) -> Response[ErrorResponse | PipelineInfo | ValidationErrorResponse]:
     """Get Pipeline
 
-     A pipeline with each stage: cached, or the job that builds it.
+     A pipeline of the caller's VO with each stage: cached, or the job that builds it.
 
     Args:
         pipeline_id (int): the pipeline's id
@@ -114,7 +114,7 @@ def sync(
 ) -> ErrorResponse | PipelineInfo | ValidationErrorResponse | None:
     """Get Pipeline
 
-     A pipeline with each stage: cached, or the job that builds it.
+     A pipeline of the caller's VO with each stage: cached, or the job that builds it.
 
     Args:
         pipeline_id (int): the pipeline's id
@@ -140,7 +140,7 @@ async def asyncio_detailed(
 ) -> Response[ErrorResponse | PipelineInfo | ValidationErrorResponse]:
     """Get Pipeline
 
-     A pipeline with each stage: cached, or the job that builds it.
+     A pipeline of the caller's VO with each stage: cached, or the job that builds it.
 
     Args:
         pipeline_id (int): the pipeline's id
@@ -169,7 +169,7 @@ async def asyncio(
 ) -> ErrorResponse | PipelineInfo | ValidationErrorResponse | None:
     """Get Pipeline
 
-     A pipeline with each stage: cached, or the job that builds it.
+     A pipeline of the caller's VO with each stage: cached, or the job that builds it.
 
     Args:
         pipeline_id (int): the pipeline's id

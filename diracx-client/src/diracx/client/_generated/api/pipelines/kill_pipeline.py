@@ -89,7 +89,8 @@ def sync_detailed(
     """Kill Pipeline
 
      Kill every live job of the pipeline (Killed; their builds stop within about a
-    second). A job it shares with another pipeline is killed too: that one fails.
+    second). A job it shares with another pipeline is killed too (that one fails), if the
+    caller may kill it: their own, or any with the VOAdmin property.
 
     Args:
         pipeline_id (int): the pipeline's id
@@ -121,7 +122,8 @@ def sync(
     """Kill Pipeline
 
      Kill every live job of the pipeline (Killed; their builds stop within about a
-    second). A job it shares with another pipeline is killed too: that one fails.
+    second). A job it shares with another pipeline is killed too (that one fails), if the
+    caller may kill it: their own, or any with the VOAdmin property.
 
     Args:
         pipeline_id (int): the pipeline's id
@@ -148,7 +150,8 @@ async def asyncio_detailed(
     """Kill Pipeline
 
      Kill every live job of the pipeline (Killed; their builds stop within about a
-    second). A job it shares with another pipeline is killed too: that one fails.
+    second). A job it shares with another pipeline is killed too (that one fails), if the
+    caller may kill it: their own, or any with the VOAdmin property.
 
     Args:
         pipeline_id (int): the pipeline's id
@@ -178,7 +181,8 @@ async def asyncio(
     """Kill Pipeline
 
      Kill every live job of the pipeline (Killed; their builds stop within about a
-    second). A job it shares with another pipeline is killed too: that one fails.
+    second). A job it shares with another pipeline is killed too (that one fails), if the
+    caller may kill it: their own, or any with the VOAdmin property.
 
     Args:
         pipeline_id (int): the pipeline's id

@@ -83,9 +83,9 @@ def sync_detailed(
 ) -> Response[ErrorResponse | PipelinePlan | ValidationErrorResponse]:
     """Plan Pipeline
 
-     A dry run: the same body as a submission; for every stage, whether it would be
-    reused or built, and why ("cached (RRef …)", "never built", "input 'x' changed",
-    "matcher some(3): 1 of 3", "forced"). Nothing is recorded.
+     A dry run: the same body as a submission; for every stage, whether the caller's VO
+    would reuse or build it, and why ("cached (RRef …)", "never built", "input 'x'
+    changed", "matcher some(3): 1 of 3", "forced"). Nothing is recorded.
 
     Args:
         body (PipelineSubmission): A set of target derivations with their closure, keyed by the
@@ -120,9 +120,9 @@ def sync(
 ) -> ErrorResponse | PipelinePlan | ValidationErrorResponse | None:
     """Plan Pipeline
 
-     A dry run: the same body as a submission; for every stage, whether it would be
-    reused or built, and why ("cached (RRef …)", "never built", "input 'x' changed",
-    "matcher some(3): 1 of 3", "forced"). Nothing is recorded.
+     A dry run: the same body as a submission; for every stage, whether the caller's VO
+    would reuse or build it, and why ("cached (RRef …)", "never built", "input 'x'
+    changed", "matcher some(3): 1 of 3", "forced"). Nothing is recorded.
 
     Args:
         body (PipelineSubmission): A set of target derivations with their closure, keyed by the
@@ -152,9 +152,9 @@ async def asyncio_detailed(
 ) -> Response[ErrorResponse | PipelinePlan | ValidationErrorResponse]:
     """Plan Pipeline
 
-     A dry run: the same body as a submission; for every stage, whether it would be
-    reused or built, and why ("cached (RRef …)", "never built", "input 'x' changed",
-    "matcher some(3): 1 of 3", "forced"). Nothing is recorded.
+     A dry run: the same body as a submission; for every stage, whether the caller's VO
+    would reuse or build it, and why ("cached (RRef …)", "never built", "input 'x'
+    changed", "matcher some(3): 1 of 3", "forced"). Nothing is recorded.
 
     Args:
         body (PipelineSubmission): A set of target derivations with their closure, keyed by the
@@ -187,9 +187,9 @@ async def asyncio(
 ) -> ErrorResponse | PipelinePlan | ValidationErrorResponse | None:
     """Plan Pipeline
 
-     A dry run: the same body as a submission; for every stage, whether it would be
-    reused or built, and why ("cached (RRef …)", "never built", "input 'x' changed",
-    "matcher some(3): 1 of 3", "forced"). Nothing is recorded.
+     A dry run: the same body as a submission; for every stage, whether the caller's VO
+    would reuse or build it, and why ("cached (RRef …)", "never built", "input 'x'
+    changed", "matcher some(3): 1 of 3", "forced"). Nothing is recorded.
 
     Args:
         body (PipelineSubmission): A set of target derivations with their closure, keyed by the

@@ -83,9 +83,10 @@ def sync_detailed(
 ) -> Response[ErrorResponse | SubmitResponse | ValidationErrorResponse]:
     """Submit Pipeline
 
-     Submit a pipeline: the server re-derives and checks it, reuses what is realized and
-    queues jobs for the rest. A rejected pipeline leaves nothing behind. The secrets it
-    carries are kept sealed until the jobs that need them end; they are never returned.
+     Submit a pipeline: the server re-derives and checks it, reuses what the caller's VO
+    has realized and queues jobs for the rest, within the VO's quotas. A rejected
+    pipeline leaves nothing behind. The secrets it carries are kept sealed until the jobs
+    that need them end; they are never returned.
 
     Args:
         body (PipelineSubmission): A set of target derivations with their closure, keyed by the
@@ -120,9 +121,10 @@ def sync(
 ) -> ErrorResponse | SubmitResponse | ValidationErrorResponse | None:
     """Submit Pipeline
 
-     Submit a pipeline: the server re-derives and checks it, reuses what is realized and
-    queues jobs for the rest. A rejected pipeline leaves nothing behind. The secrets it
-    carries are kept sealed until the jobs that need them end; they are never returned.
+     Submit a pipeline: the server re-derives and checks it, reuses what the caller's VO
+    has realized and queues jobs for the rest, within the VO's quotas. A rejected
+    pipeline leaves nothing behind. The secrets it carries are kept sealed until the jobs
+    that need them end; they are never returned.
 
     Args:
         body (PipelineSubmission): A set of target derivations with their closure, keyed by the
@@ -152,9 +154,10 @@ async def asyncio_detailed(
 ) -> Response[ErrorResponse | SubmitResponse | ValidationErrorResponse]:
     """Submit Pipeline
 
-     Submit a pipeline: the server re-derives and checks it, reuses what is realized and
-    queues jobs for the rest. A rejected pipeline leaves nothing behind. The secrets it
-    carries are kept sealed until the jobs that need them end; they are never returned.
+     Submit a pipeline: the server re-derives and checks it, reuses what the caller's VO
+    has realized and queues jobs for the rest, within the VO's quotas. A rejected
+    pipeline leaves nothing behind. The secrets it carries are kept sealed until the jobs
+    that need them end; they are never returned.
 
     Args:
         body (PipelineSubmission): A set of target derivations with their closure, keyed by the
@@ -187,9 +190,10 @@ async def asyncio(
 ) -> ErrorResponse | SubmitResponse | ValidationErrorResponse | None:
     """Submit Pipeline
 
-     Submit a pipeline: the server re-derives and checks it, reuses what is realized and
-    queues jobs for the rest. A rejected pipeline leaves nothing behind. The secrets it
-    carries are kept sealed until the jobs that need them end; they are never returned.
+     Submit a pipeline: the server re-derives and checks it, reuses what the caller's VO
+    has realized and queues jobs for the rest, within the VO's quotas. A rejected
+    pipeline leaves nothing behind. The secrets it carries are kept sealed until the jobs
+    that need them end; they are never returned.
 
     Args:
         body (PipelineSubmission): A set of target derivations with their closure, keyed by the

@@ -84,9 +84,10 @@ def sync_detailed(
     """Collect Garbage
 
      Remove the realizations and blobs that no pin, no pipeline younger than
-    ``keep_days`` and no live job reaches (with ``dry_run``: only say what would go).
-    Objects younger than ``grace_seconds`` always stay; with ``target_size``, the
-    oldest go first until the store holds at most that many bytes.
+    ``keep_days`` and no live job reaches, whatever their VO (with ``dry_run``: only say
+    what would go). Objects younger than ``grace_seconds`` always stay; with
+    ``target_size``, the oldest go first until the store holds at most that many bytes.
+    Needs the ServiceAdministrator property.
 
     Args:
         body (GCRequest):
@@ -118,9 +119,10 @@ def sync(
     """Collect Garbage
 
      Remove the realizations and blobs that no pin, no pipeline younger than
-    ``keep_days`` and no live job reaches (with ``dry_run``: only say what would go).
-    Objects younger than ``grace_seconds`` always stay; with ``target_size``, the
-    oldest go first until the store holds at most that many bytes.
+    ``keep_days`` and no live job reaches, whatever their VO (with ``dry_run``: only say
+    what would go). Objects younger than ``grace_seconds`` always stay; with
+    ``target_size``, the oldest go first until the store holds at most that many bytes.
+    Needs the ServiceAdministrator property.
 
     Args:
         body (GCRequest):
@@ -147,9 +149,10 @@ async def asyncio_detailed(
     """Collect Garbage
 
      Remove the realizations and blobs that no pin, no pipeline younger than
-    ``keep_days`` and no live job reaches (with ``dry_run``: only say what would go).
-    Objects younger than ``grace_seconds`` always stay; with ``target_size``, the
-    oldest go first until the store holds at most that many bytes.
+    ``keep_days`` and no live job reaches, whatever their VO (with ``dry_run``: only say
+    what would go). Objects younger than ``grace_seconds`` always stay; with
+    ``target_size``, the oldest go first until the store holds at most that many bytes.
+    Needs the ServiceAdministrator property.
 
     Args:
         body (GCRequest):
@@ -179,9 +182,10 @@ async def asyncio(
     """Collect Garbage
 
      Remove the realizations and blobs that no pin, no pipeline younger than
-    ``keep_days`` and no live job reaches (with ``dry_run``: only say what would go).
-    Objects younger than ``grace_seconds`` always stay; with ``target_size``, the
-    oldest go first until the store holds at most that many bytes.
+    ``keep_days`` and no live job reaches, whatever their VO (with ``dry_run``: only say
+    what would go). Objects younger than ``grace_seconds`` always stay; with
+    ``target_size``, the oldest go first until the store holds at most that many bytes.
+    Needs the ServiceAdministrator property.
 
     Args:
         body (GCRequest):

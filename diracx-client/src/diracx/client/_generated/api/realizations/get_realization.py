@@ -83,7 +83,7 @@ def sync_detailed(
 ) -> Response[ErrorResponse | RealizationInfo | ValidationErrorResponse]:
     """Get Realization
 
-     One realization.
+     One realization (of the caller's VO: another VO's does not exist for it).
 
     Args:
         rref (str): the realization's RRef (64 hex digits)
@@ -114,7 +114,7 @@ def sync(
 ) -> ErrorResponse | RealizationInfo | ValidationErrorResponse | None:
     """Get Realization
 
-     One realization.
+     One realization (of the caller's VO: another VO's does not exist for it).
 
     Args:
         rref (str): the realization's RRef (64 hex digits)
@@ -140,7 +140,7 @@ async def asyncio_detailed(
 ) -> Response[ErrorResponse | RealizationInfo | ValidationErrorResponse]:
     """Get Realization
 
-     One realization.
+     One realization (of the caller's VO: another VO's does not exist for it).
 
     Args:
         rref (str): the realization's RRef (64 hex digits)
@@ -169,7 +169,7 @@ async def asyncio(
 ) -> ErrorResponse | RealizationInfo | ValidationErrorResponse | None:
     """Get Realization
 
-     One realization.
+     One realization (of the caller's VO: another VO's does not exist for it).
 
     Args:
         rref (str): the realization's RRef (64 hex digits)

@@ -77,7 +77,7 @@ def sync_detailed(
 ) -> Response[ErrorResponse | ValidationErrorResponse | list[PinInfo]]:
     """List Pins
 
-     Every pin, by name.
+     Every pin of the caller's VO, by name.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -102,7 +102,7 @@ def sync(
 ) -> ErrorResponse | ValidationErrorResponse | list[PinInfo] | None:
     """List Pins
 
-     Every pin, by name.
+     Every pin of the caller's VO, by name.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -123,7 +123,7 @@ async def asyncio_detailed(
 ) -> Response[ErrorResponse | ValidationErrorResponse | list[PinInfo]]:
     """List Pins
 
-     Every pin, by name.
+     Every pin of the caller's VO, by name.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -146,7 +146,7 @@ async def asyncio(
 ) -> ErrorResponse | ValidationErrorResponse | list[PinInfo] | None:
     """List Pins
 
-     Every pin, by name.
+     Every pin of the caller's VO, by name.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.

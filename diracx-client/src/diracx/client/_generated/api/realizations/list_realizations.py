@@ -83,7 +83,8 @@ def sync_detailed(
 ) -> Response[ErrorResponse | ValidationErrorResponse | list[RealizationInfo]]:
     """List Realizations
 
-     Every realization of a derivation, oldest first (empty if it was never built).
+     The caller's VO's realizations of a derivation, oldest first (empty if it never
+    built it).
 
     Args:
         dref (str): the derivation's DRef (64 hex digits)
@@ -114,7 +115,8 @@ def sync(
 ) -> ErrorResponse | ValidationErrorResponse | list[RealizationInfo] | None:
     """List Realizations
 
-     Every realization of a derivation, oldest first (empty if it was never built).
+     The caller's VO's realizations of a derivation, oldest first (empty if it never
+    built it).
 
     Args:
         dref (str): the derivation's DRef (64 hex digits)
@@ -140,7 +142,8 @@ async def asyncio_detailed(
 ) -> Response[ErrorResponse | ValidationErrorResponse | list[RealizationInfo]]:
     """List Realizations
 
-     Every realization of a derivation, oldest first (empty if it was never built).
+     The caller's VO's realizations of a derivation, oldest first (empty if it never
+    built it).
 
     Args:
         dref (str): the derivation's DRef (64 hex digits)
@@ -169,7 +172,8 @@ async def asyncio(
 ) -> ErrorResponse | ValidationErrorResponse | list[RealizationInfo] | None:
     """List Realizations
 
-     Every realization of a derivation, oldest first (empty if it was never built).
+     The caller's VO's realizations of a derivation, oldest first (empty if it never
+    built it).
 
     Args:
         dref (str): the derivation's DRef (64 hex digits)

@@ -93,8 +93,8 @@ def sync_detailed(
 ) -> Response[ErrorResponse | PinInfo | ValidationErrorResponse]:
     """Pin Realization
 
-     Name a realization: it and its whole closure are never garbage collected. A name
-    that named another realization now names this one.
+     Name a realization of the VO: it and its whole closure are never garbage
+    collected. A name that named another realization now names this one.
 
     Args:
         name (str): 1-255 letters, digits, '.', '_', '-', ':' or '@', starting with a letter or
@@ -129,8 +129,8 @@ def sync(
 ) -> ErrorResponse | PinInfo | ValidationErrorResponse | None:
     """Pin Realization
 
-     Name a realization: it and its whole closure are never garbage collected. A name
-    that named another realization now names this one.
+     Name a realization of the VO: it and its whole closure are never garbage
+    collected. A name that named another realization now names this one.
 
     Args:
         name (str): 1-255 letters, digits, '.', '_', '-', ':' or '@', starting with a letter or
@@ -160,8 +160,8 @@ async def asyncio_detailed(
 ) -> Response[ErrorResponse | PinInfo | ValidationErrorResponse]:
     """Pin Realization
 
-     Name a realization: it and its whole closure are never garbage collected. A name
-    that named another realization now names this one.
+     Name a realization of the VO: it and its whole closure are never garbage
+    collected. A name that named another realization now names this one.
 
     Args:
         name (str): 1-255 letters, digits, '.', '_', '-', ':' or '@', starting with a letter or
@@ -194,8 +194,8 @@ async def asyncio(
 ) -> ErrorResponse | PinInfo | ValidationErrorResponse | None:
     """Pin Realization
 
-     Name a realization: it and its whole closure are never garbage collected. A name
-    that named another realization now names this one.
+     Name a realization of the VO: it and its whole closure are never garbage
+    collected. A name that named another realization now names this one.
 
     Args:
         name (str): 1-255 letters, digits, '.', '_', '-', ':' or '@', starting with a letter or

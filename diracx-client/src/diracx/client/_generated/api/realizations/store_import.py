@@ -84,7 +84,8 @@ def sync_detailed(
     """Store Import
 
      Record realizations from another store (upload their blobs first). Every DRef,
-    RRef, input and blob is checked; nothing is recorded unless all hold.
+    RRef, input and blob is checked; nothing is recorded unless all hold. The VO gets
+    the realizations and their blobs.
 
     Args:
         body (ClosureImport): The realizations to record (their blobs must be uploaded first).
@@ -116,7 +117,8 @@ def sync(
     """Store Import
 
      Record realizations from another store (upload their blobs first). Every DRef,
-    RRef, input and blob is checked; nothing is recorded unless all hold.
+    RRef, input and blob is checked; nothing is recorded unless all hold. The VO gets
+    the realizations and their blobs.
 
     Args:
         body (ClosureImport): The realizations to record (their blobs must be uploaded first).
@@ -143,7 +145,8 @@ async def asyncio_detailed(
     """Store Import
 
      Record realizations from another store (upload their blobs first). Every DRef,
-    RRef, input and blob is checked; nothing is recorded unless all hold.
+    RRef, input and blob is checked; nothing is recorded unless all hold. The VO gets
+    the realizations and their blobs.
 
     Args:
         body (ClosureImport): The realizations to record (their blobs must be uploaded first).
@@ -173,7 +176,8 @@ async def asyncio(
     """Store Import
 
      Record realizations from another store (upload their blobs first). Every DRef,
-    RRef, input and blob is checked; nothing is recorded unless all hold.
+    RRef, input and blob is checked; nothing is recorded unless all hold. The VO gets
+    the realizations and their blobs.
 
     Args:
         body (ClosureImport): The realizations to record (their blobs must be uploaded first).

@@ -115,8 +115,8 @@ def sync_detailed(
 ) -> Response[ErrorResponse | ValidationErrorResponse | list[RealizationInfo]]:
     """Store List Realizations
 
-     Realizations, newest first; of the stages called *name*, of one derivation, or
-    whose RRef starts with *prefix*.
+     The VO's realizations, newest first; of the stages called *name*, of one
+    derivation, or whose RRef starts with *prefix*.
 
     Args:
         name (None | str | Unset): stage name
@@ -156,8 +156,8 @@ def sync(
 ) -> ErrorResponse | ValidationErrorResponse | list[RealizationInfo] | None:
     """Store List Realizations
 
-     Realizations, newest first; of the stages called *name*, of one derivation, or
-    whose RRef starts with *prefix*.
+     The VO's realizations, newest first; of the stages called *name*, of one
+    derivation, or whose RRef starts with *prefix*.
 
     Args:
         name (None | str | Unset): stage name
@@ -192,8 +192,8 @@ async def asyncio_detailed(
 ) -> Response[ErrorResponse | ValidationErrorResponse | list[RealizationInfo]]:
     """Store List Realizations
 
-     Realizations, newest first; of the stages called *name*, of one derivation, or
-    whose RRef starts with *prefix*.
+     The VO's realizations, newest first; of the stages called *name*, of one
+    derivation, or whose RRef starts with *prefix*.
 
     Args:
         name (None | str | Unset): stage name
@@ -231,8 +231,8 @@ async def asyncio(
 ) -> ErrorResponse | ValidationErrorResponse | list[RealizationInfo] | None:
     """Store List Realizations
 
-     Realizations, newest first; of the stages called *name*, of one derivation, or
-    whose RRef starts with *prefix*.
+     The VO's realizations, newest first; of the stages called *name*, of one
+    derivation, or whose RRef starts with *prefix*.
 
     Args:
         name (None | str | Unset): stage name

@@ -88,7 +88,8 @@ def sync_detailed(
 ) -> Response[ErrorResponse | SizeReport | ValidationErrorResponse]:
     """Store Sizes
 
-     Bytes per realization (the ones named, or every one) and in all, shared blobs once.
+     Bytes per realization (the ones named, or every one of the VO) and in all, shared
+    blobs once.
 
     Args:
         body (SizeRequest):
@@ -119,7 +120,8 @@ def sync(
 ) -> ErrorResponse | SizeReport | ValidationErrorResponse | None:
     """Store Sizes
 
-     Bytes per realization (the ones named, or every one) and in all, shared blobs once.
+     Bytes per realization (the ones named, or every one of the VO) and in all, shared
+    blobs once.
 
     Args:
         body (SizeRequest):
@@ -145,7 +147,8 @@ async def asyncio_detailed(
 ) -> Response[ErrorResponse | SizeReport | ValidationErrorResponse]:
     """Store Sizes
 
-     Bytes per realization (the ones named, or every one) and in all, shared blobs once.
+     Bytes per realization (the ones named, or every one of the VO) and in all, shared
+    blobs once.
 
     Args:
         body (SizeRequest):
@@ -174,7 +177,8 @@ async def asyncio(
 ) -> ErrorResponse | SizeReport | ValidationErrorResponse | None:
     """Store Sizes
 
-     Bytes per realization (the ones named, or every one) and in all, shared blobs once.
+     Bytes per realization (the ones named, or every one of the VO) and in all, shared
+    blobs once.
 
     Args:
         body (SizeRequest):

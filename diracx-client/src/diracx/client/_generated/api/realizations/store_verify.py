@@ -72,8 +72,9 @@ def sync_detailed(
 ) -> Response[ErrorResponse | ValidationErrorResponse | VerifyReport]:
     """Store Verify
 
-     Re-hash every blob of the store; report the corrupt ones and those realizations need
-    but the store lacks. Slow on a large store: it reads every byte.
+     Re-hash every blob of the VO (of the whole store for a service administrator);
+    report the corrupt ones and those its realizations need but the store lacks. Slow
+    on a large store: it reads every byte.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -98,8 +99,9 @@ def sync(
 ) -> ErrorResponse | ValidationErrorResponse | VerifyReport | None:
     """Store Verify
 
-     Re-hash every blob of the store; report the corrupt ones and those realizations need
-    but the store lacks. Slow on a large store: it reads every byte.
+     Re-hash every blob of the VO (of the whole store for a service administrator);
+    report the corrupt ones and those its realizations need but the store lacks. Slow
+    on a large store: it reads every byte.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -120,8 +122,9 @@ async def asyncio_detailed(
 ) -> Response[ErrorResponse | ValidationErrorResponse | VerifyReport]:
     """Store Verify
 
-     Re-hash every blob of the store; report the corrupt ones and those realizations need
-    but the store lacks. Slow on a large store: it reads every byte.
+     Re-hash every blob of the VO (of the whole store for a service administrator);
+    report the corrupt ones and those its realizations need but the store lacks. Slow
+    on a large store: it reads every byte.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -144,8 +147,9 @@ async def asyncio(
 ) -> ErrorResponse | ValidationErrorResponse | VerifyReport | None:
     """Store Verify
 
-     Re-hash every blob of the store; report the corrupt ones and those realizations need
-    but the store lacks. Slow on a large store: it reads every byte.
+     Re-hash every blob of the VO (of the whole store for a service administrator);
+    report the corrupt ones and those its realizations need but the store lacks. Slow
+    on a large store: it reads every byte.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
