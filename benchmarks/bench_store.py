@@ -13,10 +13,14 @@ files are renamed into the store) and as a copy; compared in the same run with
 
 plan: a fresh embedded engine builds a pipeline of N no-op stages (a chain, each
 the input of the next, and N independent ones); then the fully cached pipeline is
-planned again: server side (parsing the submission, then the submit handler's
-work: re-deriving every DRef, checking trees, the one submit transaction) in this
-process on the engine's database, and end to end (``session.run`` of new Stage
-objects on the embedded engine, as a new run of the program does).
+planned again: server side (parsing the body the client sends as the service does,
+then the submit handler's work: re-deriving every DRef, checking trees, the one
+submit transaction) in this process on the engine's database, and end to end
+(``session.run`` of new Stage objects on the embedded engine, as a new run of the
+program does). A service keeps the derivations it validated, by document: the
+first submission a process parses validates and hashes each stage ("first"), the
+next ones only look them up (the median; the engine has seen them when it built
+them).
 
 Everything lives in a temporary directory beside the user's data directory (the
 same filesystem), removed at the end. See benchmarks/README.md for the targets.
@@ -258,8 +262,9 @@ def timed(fn: Callable[[], Any], repeats: int) -> list[float]:
 
 
 async def server_side(data_dir: Path, body: bytes, repeats: int) -> dict[str, list[float]]:
-    """The submit handler's work on the engine's database, without HTTP: parse the body,
-    re-derive and check (``logic.submit``: instantiate, the submit transaction)."""
+    """The submit handler's work on the engine's database, without HTTP: parse the body
+    (as FastAPI does: ``json.loads``, then validation), re-derive and check
+    (``logic.submit``: instantiate, the submit transaction)."""
     from diracx.core.derivation import PipelineSubmission, plan_order
     from diracx.core.settings import ServiceSettings
     from diracx.db.os import open_store
@@ -276,7 +281,7 @@ async def server_side(data_dir: Path, body: bytes, repeats: int) -> dict[str, li
     try:
         for _ in range(repeats):
             t = time.perf_counter()
-            submission = PipelineSubmission.model_validate_json(body)
+            submission = PipelineSubmission.model_validate(json.loads(body))
             out["parse"].append(time.perf_counter() - t)
             t = time.perf_counter()
             info = await submit(submission, LOCAL_USER, db, store, queue, limits=None)
@@ -304,6 +309,7 @@ def bench_plan(args: argparse.Namespace, scratch: Path, results: dict[str, Any])
     os.environ["DIRACX_DATA_DIR"] = str(data_dir)
     os.environ.setdefault("DIRACX_ENGINE_IDLE_TIMEOUT", "120")
     from diracx.api import connect, instantiate
+    from diracx.client.client import submission_body
 
     print(f"\nplan: a fully cached pipeline of {n} stages (embedded engine, SQLite)")
     session = connect()
@@ -331,7 +337,7 @@ def bench_plan(args: argparse.Namespace, scratch: Path, results: dict[str, Any])
             t = time.perf_counter()
             instantiate(noop_stages(shape, n, chained=chained))
             inst_s = [time.perf_counter() - t]
-            body = inst.submission.model_dump_json().encode()
+            body = submission_body(inst.submission)  # what the client sends
             server = asyncio.run(server_side(data_dir, body, args.repeats))
             handler = [p + h for p, h in zip(server["parse"], server["handler"], strict=True)]
             line(
@@ -342,7 +348,8 @@ def bench_plan(args: argparse.Namespace, scratch: Path, results: dict[str, Any])
             line(
                 f"{shape}: server, handler (parse + check + transaction)",
                 f"{statistics.median(handler) * 1000:.1f} ms",
-                verdict("plan_server_ms", statistics.median(handler) * 1000),
+                verdict("plan_server_ms", statistics.median(handler) * 1000)
+                + f"; first {handler[0] * 1000:.1f} ms",
             )
             line(
                 f"{shape}: end to end, session.run (new Stage objects)",

@@ -34,6 +34,7 @@ from diracx.core.version import __version__
 from diracx.db.migrate import upgrade
 from diracx.routers import create_app
 from diracx.routers.queue import RecordingJobQueue
+from diracx.testing.utils import give_blobs_to_vo
 
 TOKEN = "client-test-token"
 START_TIMEOUT = 30.0
@@ -238,9 +239,10 @@ async def test_a_bad_token_gives_a_readable_401(
 async def test_missing_blobs_names_only_those_the_store_lacks(
     service: Service, client: AsyncDiracxClient
 ) -> None:
-    (have, have_data), (lack, _) = random_blob(), random_blob()
-    service.store.put_bytes(have_data)
-    assert await client.missing_blobs([have, lack, lack]) == [lack]
+    (have, have_data), (lack, _), (other, other_data) = random_blob(), random_blob(), random_blob()
+    await client.upload_blob(have, have_data)
+    service.store.put_bytes(other_data)  # in the store, but not the caller's VO's: missing
+    assert await client.missing_blobs([have, lack, lack, other]) == [lack, other]
     assert await client.missing_blobs([]) == []
 
 
@@ -320,11 +322,13 @@ async def test_download_of_an_unknown_blob_is_a_404_and_stores_nothing(
     assert store_is_clean(cache)
 
 
-def damage(store: LocalStore, size: int) -> str:
-    """A blob of *size* bytes whose stored copy no longer hashes to its digest."""
+def damage(service: Service, size: int) -> str:
+    """A blob of *size* bytes (the local VO's) whose stored copy no longer hashes to its
+    digest."""
     data = os.urandom(size)
-    digest = store.put_bytes(data)
-    blob = store.path(digest)
+    digest = service.store.put_bytes(data)
+    give_blobs_to_vo(service.settings.resolved_db_url(), {digest: size})
+    blob = service.store.path(digest)
     blob.chmod(0o644)
     blob.write_bytes(bytes([data[0] ^ 1]) + data[1:])  # same size, other bytes
     return digest
@@ -335,13 +339,13 @@ async def test_a_damaged_blob_on_the_service_never_reaches_the_local_store(
 ) -> None:
     cache = LocalStore(tmp_path / "cache")
     # small: the service reads it whole, notices, and answers an error
-    small = damage(service.store, 100)
+    small = damage(service, 100)
     with pytest.raises(DiracxHTTPError, match=f"blob {small} is corrupt") as exc_info:
         await client.download_blob(small, cache)
     assert exc_info.value.status == 500
     # large: the service has sent the headers when it notices, and can only cut the
     # connection (before or after the last byte): the client's own check catches the rest
-    large = damage(service.store, CHUNK_SIZE + 100)
+    large = damage(service, CHUNK_SIZE + 100)
     with pytest.raises(DiracxError, match=f"{large}|connection"):
         await client.download_blob(large, cache)
     assert not cache.has(small) and not cache.has(large)

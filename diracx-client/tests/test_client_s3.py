@@ -27,6 +27,7 @@ from diracx.db.migrate import upgrade
 from diracx.db.os import S3Store, open_store
 from diracx.routers import create_app
 from diracx.routers.queue import RecordingJobQueue
+from diracx.testing.utils import give_blobs_to_vo
 
 from .test_client import TOKEN, RecordRequests, Request, closed_port, serve
 
@@ -38,6 +39,13 @@ class S3Service:
     url: str
     store: S3Store
     requests: list[Request]
+    db_url: str
+
+    def put_bytes(self, data: bytes) -> str:
+        """Store *data* directly (not through the API) as a blob of the local VO."""
+        digest = self.store.put_bytes(data)
+        give_blobs_to_vo(self.db_url, {digest: len(data)})
+        return digest
 
     def paths(self, method: str) -> list[str]:
         return [r.path for r in self.requests if r.method == method]
@@ -62,7 +70,7 @@ def run_s3_service(tmp_path: Path, s3_env: dict[str, str], **extra: Any) -> Iter
     store = open_store(settings)
     assert isinstance(store, S3Store)
     with serve(app) as url:
-        yield S3Service(url, store, requests)
+        yield S3Service(url, store, requests, db_url)
 
 
 @pytest.fixture
@@ -141,7 +149,7 @@ async def test_a_corrupt_object_is_caught_by_the_client(
 ) -> None:
     for size in (100, 3 * MiB):
         data = os.urandom(size)
-        digest = service.store.put_bytes(data)
+        digest = service.put_bytes(data)
         service.store.client.put_object(
             Bucket=service.store.bucket, Key=service.store.key(digest), Body=data[::-1]
         )
@@ -166,7 +174,7 @@ async def test_an_unreachable_object_store_is_a_clear_error(
     with run_s3_service(tmp_path, s3_store_url, s3_public_endpoint_url=dead) as service:
         client = AsyncDiracxClient(service.url, TOKEN)
         try:
-            digest = service.store.put_bytes(b"somewhere")
+            digest = service.put_bytes(b"somewhere")
             where = f"from the object store at {dead}"
             with pytest.raises(DiracxError, match=f"cannot download blob {digest} {where}"):
                 await client.download_blob(digest, LocalStore(tmp_path / "cache"))

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from diracx.core.derivation import Derivation, DrvInput, Matcher
-from diracx.core.matching import Candidate, choose, plan
+from diracx.core.matching import Candidate, Choice, choose, plan
 
 
 def cand(i: int, **metrics: float) -> Candidate:
@@ -107,3 +107,30 @@ def test_plan_reasons() -> None:
     assert forced[a.dref].reason == "forced" and forced[b.dref].reason == "input 'x' changed"
     joined = plan(ordered, {}, live={a.dref: 7})
     assert joined[a.dref].action == "join" and joined[a.dref].job_id == 7
+
+
+def test_best_at_least_builds_first_then_ranks() -> None:
+    """best("acc", at_least=3): built until three exist (like some(3)), then only the
+    most accurate is chosen; at_least=1 is the default and hashes as before."""
+    m = Matcher.of("best", n=1, metric="acc", mode="higher", at_least=3)
+    assert m.build_until == 3 and m.single
+    assert m.describe() == "best(acc, 1, higher, at_least=3)"
+    assert choose(m, "a", []).missing == 3
+    two = choose(m, "a", [cand(1, acc=0.2), cand(2, acc=0.8)])
+    assert two.missing == 1 and two.chosen == [cand(2, acc=0.8)]
+    found = [cand(1, acc=0.2), cand(2, acc=0.8), cand(3, acc=0.5), cand(4, acc=0.9)]
+    assert choose(m, "a", found) == Choice([cand(4, acc=0.9)], missing=0)
+    plain = Matcher.of("best", n=1, metric="acc", mode="higher")
+    assert Matcher.of("best", n=1, metric="acc", mode="higher", at_least=1) == plain
+    assert "at_least" not in plain.model_dump(exclude_none=True)
+    assert Matcher.of("some", n=3).build_until == 3 and Matcher().build_until == 1
+    with pytest.raises(ValidationError):
+        Matcher.model_validate({"kind": "some", "n": 3, "at_least": 2})
+
+    a = Derivation(name="a", builder={"executor": "process", "argv": ["true"]}, matcher=m)
+    ordered = [(a.dref, a)]
+    assert plan(ordered, {a.dref: [cand(1, acc=0.1)]})[a.dref].reason == (
+        "matcher best(acc, 1, higher, at_least=3): 1 of 3"
+    )
+    reuse = plan(ordered, {a.dref: found})[a.dref]
+    assert reuse.action == "reuse" and reuse.reason == f"cached (RRef {cand(4).rref[:12]}…)"

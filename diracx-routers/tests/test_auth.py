@@ -91,8 +91,9 @@ def test_every_route_requires_a_token_unless_public(
                 assert response.json()["detail"]
     # a new route: count it here (and give its parameters above). + 2: GET /api/config and
     # /api/health/startup; + 2: the example extension gubbins, installed in the workspace
-    # (GET /api/lollygag, POST /api/lollygag/{name})
-    assert seen_api == 33 + 5 + 4 + 2 + 2
+    # (GET /api/lollygag, POST /api/lollygag/{name}); + 4: GET /api/pipelines, POST
+    # /api/pipelines/{pipeline_id}/cancel and /retry, PATCH /api/jobs/heartbeat
+    assert seen_api == 33 + 5 + 4 + 2 + 2 + 4
 
 
 def test_missing_and_wrong_token_messages(anonymous: TestClient) -> None:

@@ -29,6 +29,11 @@ OPERATION_IDS = {
     "get_job",
     "kill_job",
     "kill_pipeline",
+    # pipelines list, cancel (kill's new name), retry; pilots' heartbeats
+    "list_pipelines",
+    "cancel_pipeline",
+    "retry_pipeline",
+    "add_heartbeat",
     "missing_blobs",
     "upload_blob",
     "download_blob",

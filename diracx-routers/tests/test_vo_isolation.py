@@ -364,6 +364,35 @@ def set_job_statuses(probe: Probe, w: World) -> None:
         )
 
 
+def add_heartbeat(probe: Probe, w: World) -> None:
+    for job_id in w.jobs.values():
+        for body in ({str(job_id): {"LoadAverage": 0.5}}, [job_id]):
+            theirs = probe(json=body).json()
+            absent = (
+                {str(ABSENT_ID): {"LoadAverage": 0.5}} if isinstance(body, dict) else [ABSENT_ID]
+            )
+            nothing = probe(json=absent).json()
+            assert theirs["success"] == [] and set(theirs["failed"]) == {str(job_id)}
+            assert (
+                theirs["failed"][str(job_id)].replace(str(job_id), str(ABSENT_ID))
+                == (nothing["failed"][str(ABSENT_ID)])
+            )
+
+
+def list_pipelines(probe: Probe, w: World) -> None:
+    mine = probe().json()
+    assert {p["owner"] for p in mine["pipelines"]} == {"carol"}
+    assert not {p["id"] for p in mine["pipelines"]} & set(w.pipelines.values())
+    assert probe(params={"owner": "alice"}).json() == {"pipelines": [], "next_cursor": None}
+    for state in ("Running", "Done", "Failed"):
+        found = probe(params={"status": state, "limit": 500}).json()["pipelines"]
+        assert {p["owner"] for p in found} <= {"carol"}
+    # a cursor above alpha's ids pages through beta's only
+    after = max(w.pipelines.values()) + 1
+    paged = probe(params={"cursor": after, "limit": 1}).json()
+    assert {p["owner"] for p in paged["pipelines"]} <= {"carol"}
+
+
 def submit_pipeline(probe: Probe, w: World) -> None:
     # alpha's tree is not carol's to use
     r = probe(json=submission(w.drvs["build"]))
@@ -501,6 +530,7 @@ CASES: dict[str, Case] = {
     "search_jobs": search_jobs,
     "summarize_jobs": summarize_jobs,
     "set_job_statuses": set_job_statuses,
+    "add_heartbeat": add_heartbeat,
     "get_job_history": job_case,
     "delete_job": job_case,
     "reschedule_job": job_case,
@@ -512,6 +542,9 @@ CASES: dict[str, Case] = {
     "get_pipeline": pipeline_case,
     "pipeline_events": pipeline_case,
     "kill_pipeline": pipeline_case,
+    "cancel_pipeline": pipeline_case,
+    "retry_pipeline": pipeline_case,
+    "list_pipelines": list_pipelines,
     # realizations and the store
     "get_realization": rref_case,
     "list_realizations": list_realizations,

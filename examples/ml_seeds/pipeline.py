@@ -2,14 +2,15 @@
 evaluate it. Pure Python, no network.
 
     dirac run --dry-run examples/ml_seeds/pipeline.py      # what would be built, and why
-    dirac run examples/ml_seeds/pipeline.py                # prepare, 5 x train, pick, evaluate
+    dirac run examples/ml_seeds/pipeline.py                # prepare, 5 x train, evaluate
     dirac run examples/ml_seeds/pipeline.py                # builds nothing: all cached
-    dirac run --force train examples/ml_seeds/pipeline.py  # a sixth model; pick and evaluate again
+    dirac run --force train examples/ml_seeds/pipeline.py  # a sixth model; the best of six
 
 ``train`` is not deterministic (each build draws a new seed), and its matcher is
-``some(5)``: the engine builds it until five different models exist. ``pick`` sees all of
-them (``models/0`` ... ``models/4``, each with the ``metrics.json`` its build reported) and
-keeps the most accurate; ``evaluate`` scores that one on held-out data.
+``best("accuracy", at_least=5)``: the engine builds it until five different models exist
+(as ``some(5)`` would), then ranks them by the ``accuracy`` each build reported in its
+``metrics.json``. ``evaluate`` sees the most accurate model only, and scores it on
+held-out data.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import os
 import random
 from pathlib import Path
 
-from diracx.api import some, stage
+from diracx.api import best, stage
 
 
 def _points(n: int, seed: int) -> list[tuple[float, float, int]]:
@@ -47,7 +48,7 @@ def prepare(out, n=400, seed=7):
     (Path(out) / "test.json").write_text(json.dumps(rows[cut:]))
 
 
-@stage(matcher=some(5))
+@stage(matcher=best("accuracy", at_least=5))
 def train(data, out, epochs=3):
     """A perceptron from a random seed and a few epochs: every build is another model."""
     seed = int.from_bytes(os.urandom(4), "big")
@@ -65,18 +66,8 @@ def train(data, out, epochs=3):
 
 
 @stage
-def pick(models, out):
-    """Keep the most accurate of the models ``train``'s matcher chose."""
-    found = sorted(Path(models).iterdir(), key=lambda p: int(p.name))
-    scored = [(json.loads((d / "metrics.json").read_text())["accuracy"], d) for d in found]
-    accuracy, best = max(scored, key=lambda t: t[0])
-    (Path(out) / "model.json").write_text((best / "model.json").read_text())
-    return {"candidates": len(found), "accuracy": accuracy}
-
-
-@stage
 def evaluate(model, data, out):
-    """Score the chosen model on the held-out split."""
+    """Score the most accurate model on the held-out split."""
     w = json.loads((Path(model) / "model.json").read_text())["weights"]
     rows = json.loads((Path(data) / "test.json").read_text())
     accuracy = _accuracy(w, rows)
@@ -85,7 +76,7 @@ def evaluate(model, data, out):
 
 
 data = prepare()
-report = evaluate(model=pick(models=train(data=data)), data=data)
+report = evaluate(model=train(data=data), data=data)
 targets = [report]
 
 if __name__ == "__main__":

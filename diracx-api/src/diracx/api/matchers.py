@@ -44,12 +44,28 @@ def some(n: int) -> Matcher:
     return Matcher.of("some", n=_count(n, "some"))
 
 
-def best(metric: str, n: int = 1, mode: Literal["higher", "lower"] = "higher") -> Matcher:
+def best(
+    metric: str,
+    n: int = 1,
+    mode: Literal["higher", "lower"] = "higher",
+    *,
+    at_least: int = 1,
+) -> Matcher:
     """The *n* realizations with the highest (``mode="higher"``) or lowest value of
-    *metric*, which the build reports in ``out/metrics.json`` (a JSON object)."""
+    *metric*, which the build reports in ``out/metrics.json`` (a JSON object).
+
+    With *at_least*, the stage is first built until that many realizations exist, as
+    ``some(at_least)`` would: ``best("accuracy", at_least=5)`` trains five seeds and
+    gives its dependents the most accurate model only."""
     if mode not in ("higher", "lower"):
         raise ValueError(f"best: mode must be 'higher' or 'lower', not {mode!r}")
-    return Matcher.of("best", n=_count(n, "best"), metric=metric, mode=mode)
+    return Matcher.of(
+        "best",
+        n=_count(n, "best"),
+        metric=metric,
+        mode=mode,
+        at_least=_count(at_least, "best's at_least"),
+    )
 
 
 def exact(*rrefs: Any) -> Matcher:

@@ -20,6 +20,7 @@ from diracx.client import AsyncDiracxClient
 from diracx.client.client import UploadPlan
 from diracx.client.credentials import CredentialsFile
 from diracx.client.jobs import JobsClient
+from diracx.client.pipelines import PipelinesClient
 from diracx.client.store_gc import GCClient
 from diracx.client.tokens import StoredLogin
 from diracx.core.derivation import forced_drefs
@@ -32,7 +33,9 @@ from diracx.core.gc import (
     PinInfo,
 )
 from diracx.core.job_search import (
+    HeartbeatData,
     JobActionResponse,
+    JobHeartbeatResponse,
     JobSearchPage,
     JobSearchRequest,
     JobStatusUpdate,
@@ -48,6 +51,9 @@ from diracx.core.models import (
     KillResponse,
     Metadata,
     PipelineInfo,
+    PipelinePage,
+    PipelineState,
+    RetryResponse,
     StageInfo,
     StatusHistoryEntry,
 )
@@ -291,7 +297,30 @@ class AsyncSession:
 
     async def kill_pipeline(self, pipeline_id: int) -> KillResponse:
         """Kill every live job of a pipeline. None is live: DiracxError (HTTP 409)."""
-        return await self.client.kill_pipeline(pipeline_id)
+        return await self.cancel_pipeline(pipeline_id)
+
+    async def cancel_pipeline(self, pipeline_id: int) -> KillResponse:
+        """Kill every live job of a pipeline. None is live: DiracxError (HTTP 409)."""
+        return await PipelinesClient(self.client).cancel(pipeline_id)
+
+    async def retry_pipeline(self, pipeline_id: int) -> RetryResponse:
+        """Build a pipeline's Failed and Killed jobs again (and so the stages that failed
+        because of them). None can be: DiracxError (HTTP 409) with the reasons."""
+        return await PipelinesClient(self.client).retry(pipeline_id)
+
+    async def list_pipelines(
+        self,
+        *,
+        limit: int = 50,
+        cursor: int | None = None,
+        owner: str | None = None,
+        status: PipelineState | None = None,
+    ) -> PipelinePage:
+        """A page of the VO's pipelines, newest first (``next_cursor`` as *cursor*: the
+        next page); only *owner*'s, only those Running, Done or Failed, if given."""
+        return await PipelinesClient(self.client).list(
+            limit=limit, cursor=cursor, owner=owner, status=status
+        )
 
     # -- the jobs API (DIRAC's manner) -------------------------------------------------
 
@@ -325,6 +354,13 @@ class AsyncSession:
         refused ones are in ``failed``, with the reason."""
         updates = {k: JobStatusUpdate.model_validate(v) for k, v in changes.items()}
         return await JobsClient(self.client).set_status(updates)
+
+    async def job_heartbeat(
+        self, beats: dict[int, HeartbeatData] | list[int]
+    ) -> JobHeartbeatResponse:
+        """Report Running jobs alive (their ids, or ``{id: {"LoadAverage": ...}}``); the
+        refused ones are in ``failed``, with the reason."""
+        return await JobsClient(self.client).heartbeat(beats)
 
     async def job_history(self, job_id: int) -> list[StatusHistoryEntry]:
         return await JobsClient(self.client).history(job_id)

@@ -22,14 +22,24 @@ from diracx.api.stages import TreeRef
 from diracx.api.store import Store
 from diracx.core.gc import GCReport, PinInfo
 from diracx.core.job_search import (
+    HeartbeatData,
     JobActionResponse,
+    JobHeartbeatResponse,
     JobSearchPage,
     JobStatusUpdate,
     JobStatusUpdateResponse,
     SearchSpec,
 )
 from diracx.core.matching import PipelinePlan
-from diracx.core.models import JobInfo, KillResponse, Metadata, PipelineInfo, StatusHistoryEntry
+from diracx.core.models import (
+    JobInfo,
+    KillResponse,
+    Metadata,
+    PipelineInfo,
+    PipelinePage,
+    RetryResponse,
+    StatusHistoryEntry,
+)
 from diracx.core.tree import Tree
 
 T = TypeVar("T")
@@ -182,6 +192,18 @@ class Session:
         """Kill every live job of a pipeline. None is live: DiracxError."""
         return call(self._portal, self._async.kill_pipeline, pipeline_id)
 
+    def cancel_pipeline(self, pipeline_id: int) -> KillResponse:
+        """Kill every live job of a pipeline. None is live: DiracxError."""
+        return call(self._portal, self._async.cancel_pipeline, pipeline_id)
+
+    def retry_pipeline(self, pipeline_id: int) -> RetryResponse:
+        """Build a pipeline's Failed and Killed jobs again. None can be: DiracxError."""
+        return call(self._portal, self._async.retry_pipeline, pipeline_id)
+
+    def list_pipelines(self, **options: Any) -> PipelinePage:
+        """See ``AsyncSession.list_pipelines`` (limit, cursor, owner, status)."""
+        return call(self._portal, functools.partial(self._async.list_pipelines, **options))
+
     def search_jobs(
         self, search: Iterable[SearchSpec | dict[str, Any]] = (), **options: Any
     ) -> JobSearchPage:
@@ -199,6 +221,9 @@ class Session:
         self, changes: dict[int, JobStatusUpdate | dict[str, Any]]
     ) -> JobStatusUpdateResponse:
         return call(self._portal, self._async.set_job_status, changes)
+
+    def job_heartbeat(self, beats: dict[int, HeartbeatData] | list[int]) -> JobHeartbeatResponse:
+        return call(self._portal, self._async.job_heartbeat, beats)
 
     def job_history(self, job_id: int) -> list[StatusHistoryEntry]:
         return call(self._portal, self._async.job_history, job_id)

@@ -1,26 +1,29 @@
-"""The jobs API (``/api/jobs/search``, ``summary``, ``status``, history, delete,
-reschedule) over an :class:`AsyncDiracxClient`'s connection."""
+"""The jobs API (``/api/jobs/search``, ``summary``, ``status``, ``heartbeat``, history,
+delete, reschedule) over an :class:`AsyncDiracxClient`'s connection."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from diracx.client._generated.api.jobs import add_heartbeat as add_heartbeat_api
 from diracx.client._generated.api.jobs import delete_job as delete_job_api
 from diracx.client._generated.api.jobs import get_job_history as get_job_history_api
 from diracx.client._generated.api.jobs import reschedule_job as reschedule_job_api
 from diracx.client._generated.api.jobs import search_jobs as search_jobs_api
 from diracx.client._generated.api.jobs import set_job_statuses as set_job_statuses_api
 from diracx.client._generated.api.jobs import summarize_jobs as summarize_jobs_api
+from diracx.client._generated.models import AddHeartbeatBodyType0, SetJobStatusesBody
 from diracx.client._generated.models import JobSearchRequest as GeneratedSearchRequest
 from diracx.client._generated.models import JobSummaryRequest as GeneratedSummaryRequest
-from diracx.client._generated.models import SetJobStatusesBody
 from diracx.client.client import AsyncDiracxClient
 from diracx.core.job_search import (
+    HeartbeatData,
     JobActionResponse,
+    JobHeartbeatResponse,
     JobSearchPage,
     JobSearchRequest,
     JobStatusUpdate,
@@ -92,3 +95,16 @@ class JobsClient:
         c = self._client
         response = await c._call(reschedule_job_api.asyncio_detailed, job_id=job_id)
         return c._parse(JobActionResponse, response)
+
+    async def heartbeat(
+        self, beats: Mapping[int, HeartbeatData] | Sequence[int]
+    ) -> JobHeartbeatResponse:
+        """Report Running jobs alive: their ids, or DIRAC's ``{id: {"LoadAverage": ...}}``."""
+        c = self._client
+        body: AddHeartbeatBodyType0 | list[int]
+        if isinstance(beats, Mapping):
+            body = AddHeartbeatBodyType0.from_dict({str(k): dict(v) for k, v in beats.items()})
+        else:
+            body = list(beats)
+        response = await c._call(add_heartbeat_api.asyncio_detailed, body=body)
+        return c._parse(JobHeartbeatResponse, response)

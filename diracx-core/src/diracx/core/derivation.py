@@ -7,7 +7,9 @@ Changing anything upstream changes every DRef downstream (a Merkle DAG).
 
 from __future__ import annotations
 
+import pickle
 import re
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal, Self, cast
 
@@ -18,12 +20,13 @@ from pydantic import (
     Field,
     PrivateAttr,
     SecretStr,
+    ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
 
 from diracx.core.builders import SECRET_NAME_RE, BuilderSpec, parse_builder
-from diracx.core.canonical import canonical_json, check_is_digest, digest_of
+from diracx.core.canonical import canonical_json, check_is_digest, digest_of, sha256_hex
 from diracx.core.exceptions import InvalidPipelineError
 
 # \Z, not $: "$" also matches before a trailing newline
@@ -65,8 +68,9 @@ class Matcher(BaseModel):
     - ``latest(n)``: the newest *n* (at least one, built if there is none).
     - ``all``: every realization (at least one).
     - ``some(n)``: built until *n* distinct realizations exist; picks all of them.
-    - ``best(metric, n, mode)``: the *n* with the highest (``mode="higher"``) or lowest
-      value of a metric the builder reported in ``metrics.json`` (at least one).
+    - ``best(metric, n, mode, at_least)``: the *n* with the highest (``mode="higher"``) or
+      lowest value of a metric the builder reported in ``metrics.json``, once at least
+      ``at_least`` realizations (default 1) exist: "train five seeds, keep the best".
     - ``exact(rrefs)``: exactly these realizations of a stage of the same name (built
       under another matcher: the RRefs cannot be of this very DRef); never builds.
     """
@@ -77,6 +81,9 @@ class Matcher(BaseModel):
     metric: str | None = None
     mode: Literal["higher", "lower"] | None = None
     rrefs: tuple[RRef, ...] | None = None
+    # best: build until this many realizations exist, then choose among them. Left out
+    # of the canonical form when unset, so matchers from before it keep their DRefs.
+    at_least: int | None = Field(default=None, ge=1, le=10000)
 
     @model_validator(mode="after")
     def _check(self) -> Matcher:
@@ -86,10 +93,11 @@ class Matcher(BaseModel):
             "all": set(),
             "latest": {"n"},
             "some": {"n"},
-            "best": {"n", "metric", "mode"},
+            "best": {"n", "metric", "mode", "at_least"},
             "exact": {"rrefs"},
         }[kind]
-        given = {f for f in ("n", "metric", "mode", "rrefs") if getattr(self, f) is not None}
+        fields = ("n", "metric", "mode", "rrefs", "at_least")
+        given = {f for f in fields if getattr(self, f) is not None}
         if given - allowed:
             raise ValueError(f"matcher {kind!r} takes no {', '.join(sorted(given - allowed))}")
         if kind in ("latest", "some", "best") and self.n is None:
@@ -118,15 +126,28 @@ class Matcher(BaseModel):
         metric: str | None = None,
         mode: Literal["higher", "lower"] | None = None,
         rrefs: Iterable[str] | None = None,
+        at_least: int | None = None,
     ) -> Matcher:
-        """A matcher in canonical form (``exact``'s RRefs sorted, without repeats)."""
+        """A matcher in canonical form (``exact``'s RRefs sorted, without repeats;
+        ``best``'s ``at_least`` left out when it is 1, the default)."""
         return cls(
             kind=kind,
             n=n,
             metric=metric,
             mode=mode,
             rrefs=None if rrefs is None else tuple(sorted(set(rrefs))),
+            at_least=None if at_least == 1 else at_least,
         )
+
+    @property
+    def build_until(self) -> int:
+        """How many realizations (with one context) it builds until it is satisfied:
+        n for ``some(n)``, ``at_least`` for ``best``; 1 for the others (``exact``: 0)."""
+        if self.kind == "some":
+            return self.n or 1
+        if self.kind == "best":
+            return self.at_least or 1
+        return 0 if self.kind == "exact" else 1
 
     @property
     def single(self) -> bool:
@@ -145,7 +166,8 @@ class Matcher(BaseModel):
         if self.kind in ("latest", "some"):
             return f"{self.kind}({self.n})"
         if self.kind == "best":
-            return f"best({self.metric}, {self.n}, {self.mode})"
+            of = f", at_least={self.at_least}" if self.at_least else ""
+            return f"best({self.metric}, {self.n}, {self.mode}{of})"
         return f"exact({len(self.rrefs or ())} RRefs)"
 
 
@@ -186,6 +208,19 @@ class Scheduling(BaseModel):
 DEFAULT_SCHEDULING = Scheduling()
 
 
+class _Computed:
+    """What a derivation computes from itself, once each: its parsed builder, canonical
+    body, DRef and input DRefs."""
+
+    __slots__ = ("body", "dref", "inputs", "spec")
+
+    def __init__(self) -> None:
+        self.spec: BuilderSpec | None = None
+        self.body: bytes | None = None
+        self.dref: str | None = None
+        self.inputs: dict[str, str] | None = None
+
+
 class Derivation(BaseModel):
     """What to build: the node of a pipeline, as sent by a client and stored by the server.
 
@@ -222,6 +257,8 @@ class Derivation(BaseModel):
     @field_validator("config")
     @classmethod
     def _check_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        if not config:  # nothing to check (the common case)
+            return config
         try:
             canonical_json(config)
         except (TypeError, ValueError) as exc:
@@ -236,9 +273,8 @@ class Derivation(BaseModel):
             raise ValueError(str(exc)) from None
         return self
 
-    # Parsed builder and DRef, each computed once: a derivation is immutable.
-    _spec_memo: BuilderSpec | None = PrivateAttr(default=None)
-    _dref_memo: str | None = PrivateAttr(default=None)
+    # What is computed from it, once: a derivation is immutable.
+    _memo: _Computed | None = PrivateAttr(default=None)
 
     @classmethod
     def trusted(
@@ -261,25 +297,31 @@ class Derivation(BaseModel):
             matcher=matcher,
             scheduling=scheduling,
         )
-        drv._private()["_spec_memo"] = spec
+        drv._computed().spec = spec
         return drv
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
         copy = super().model_copy(update=update, deep=deep)
         if update:  # a changed copy is another derivation: forget what was computed
-            copy._private().update(_spec_memo=None, _dref_memo=None)
+            copy._private()["_memo"] = None
         return copy
 
     def _private(self) -> dict[str, Any]:
         # the private dict itself: pydantic's __getattr__ is slow on a hot path
         return cast(dict[str, Any], self.__pydantic_private__)
 
-    def builder_spec(self) -> BuilderSpec:
+    def _computed(self) -> _Computed:
         private = self._private()
-        spec: BuilderSpec | None = private["_spec_memo"]
-        if spec is None:
-            spec = private["_spec_memo"] = parse_builder(self.builder)
-        return spec
+        memo: _Computed | None = private["_memo"]
+        if memo is None:
+            memo = private["_memo"] = _Computed()
+        return memo
+
+    def builder_spec(self) -> BuilderSpec:
+        memo = self._computed()
+        if memo.spec is None:
+            memo.spec = parse_builder(self.builder)
+        return memo.spec
 
     def body(self) -> dict[str, Any]:
         """The canonical document hashed into the DRef; defaults are left out so that
@@ -294,16 +336,26 @@ class Derivation(BaseModel):
             "matcher": self.matcher.model_dump(mode="json", exclude_none=True),
         }
 
+    def canonical_body(self) -> bytes:
+        """The canonical JSON of :meth:`body`: what the DRef hashes, and what is stored."""
+        memo = self._computed()
+        if memo.body is None:
+            memo.body = canonical_json(self.body())
+        return memo.body
+
     @property
     def dref(self) -> str:
-        private = self._private()
-        dref: str | None = private["_dref_memo"]
-        if dref is None:
-            dref = private["_dref_memo"] = digest_of(self.body())
-        return dref
+        memo = self._computed()
+        if memo.dref is None:
+            memo.dref = sha256_hex(self.canonical_body())
+        return memo.dref
 
-    def input_drefs(self) -> dict[str, str]:
-        return {k: v.drv for k, v in self.inputs.items() if isinstance(v, DrvInput)}
+    def input_drefs(self) -> Mapping[str, str]:
+        """Input name -> the DRef of the derivation it is the output of."""
+        memo = self._computed()
+        if memo.inputs is None:
+            memo.inputs = {k: v.drv for k, v in self.inputs.items() if isinstance(v, DrvInput)}
+        return memo.inputs
 
     def tree_digests(self) -> set[str]:
         """Trees this derivation needs from the store (tree inputs and python sources)."""
@@ -319,6 +371,51 @@ def realization_ref(dref: str, context: dict[str, list[str]], output: str) -> st
     return digest_of(
         {"dref": dref, "context": {k: sorted(v) for k, v in context.items()}, "output": output}
     )
+
+
+class ValidatedDerivations:
+    """Derivations validated before, by the exact document each came from.
+
+    Validating a document is deterministic and a derivation immutable, so the same
+    document always gives the same derivation: a pipeline submitted again (the cached
+    re-run) is neither validated nor hashed again. The key is the document's pickle,
+    which is type-exact (``1``, ``1.0`` and ``true`` are three documents, as they are
+    three DRefs); two equal documents that pickle differently only miss. At most *size*
+    documents are kept, the oldest forgotten first.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._drvs: dict[bytes, Derivation] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(doc: Any) -> bytes | None:
+        """The key of a plain document (None for anything else: validated every time)."""
+        if type(doc) is not dict:
+            return None
+        try:
+            return pickle.dumps(doc, protocol=5)
+        except Exception:  # not plain data: nothing to reuse
+            return None
+
+    def get(self, key: bytes) -> Derivation | None:
+        return self._drvs.get(key)
+
+    def put(self, validated: Mapping[bytes, Derivation]) -> None:
+        with self._lock:
+            self._drvs.update(validated)
+            while len(self._drvs) > self.size:
+                del self._drvs[next(iter(self._drvs))]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._drvs.clear()
+
+
+# A pipeline of up to this many stages is parsed again without validating anything; at
+# about 6 KiB a derivation (document and models), at most about 50 MB.
+VALIDATED = ValidatedDerivations(8192)
 
 
 class PipelineSubmission(BaseModel):
@@ -340,6 +437,31 @@ class PipelineSubmission(BaseModel):
         max_length=10000,
         description="stages (by name or DRef) to build again even if their matcher is satisfied",
     )
+
+    @field_validator("derivations", mode="wrap")
+    @classmethod
+    def _reuse_validated(
+        cls, value: Any, handler: ValidatorFunctionWrapHandler
+    ) -> dict[str, Derivation]:
+        """Validate only the derivations not validated before from the same document
+        (``VALIDATED``); the others are the very derivations validated then."""
+        if type(value) is not dict or not value:
+            return cast(dict[str, Derivation], handler(value))
+        keys: dict[str, bytes] = {}
+        known: dict[str, Derivation] = {}
+        for dref, doc in value.items():
+            key = VALIDATED.key(doc) if type(dref) is str else None
+            if key is None:
+                continue
+            drv = VALIDATED.get(key)
+            if drv is None:
+                keys[dref] = key
+            else:
+                known[dref] = drv
+        fresh = {k: v for k, v in value.items() if k not in known}
+        validated: dict[str, Derivation] = handler(fresh) if fresh else {}
+        VALIDATED.put({key: validated[dref] for dref, key in keys.items()})
+        return {k: known[k] if k in known else validated[k] for k in value}
 
     @field_validator("secrets")
     @classmethod

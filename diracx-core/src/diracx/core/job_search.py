@@ -219,3 +219,18 @@ class JobActionResponse(BaseModel):
     id: int
     status: JobStatus
     minor_status: str
+
+
+# -- heartbeats (PATCH /api/jobs/heartbeat) ------------------------------------------------
+
+MAX_HEARTBEATS = 10_000  # jobs in one heartbeat request
+# What a pilot reports with a heartbeat (DIRAC's LoadAverage, MemoryUsed, CPUConsumed...):
+# accepted for compatibility, not kept: only the heartbeat's time is.
+HeartbeatData = dict[str, float | int | str | bool | None]
+
+
+class JobHeartbeatResponse(BaseModel):
+    """The jobs whose heartbeat was recorded, and why the others were not."""
+
+    success: list[int] = []
+    failed: dict[int, str] = {}

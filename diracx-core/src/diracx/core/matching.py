@@ -17,6 +17,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -41,8 +42,12 @@ def parse_context(text: str) -> dict[str, list[str]]:
     return {k: sorted(v) for k, v in json.loads(text).items()}
 
 
+# A realization's row never changes, so neither does its candidate: a cached pipeline
+# planned again parses none of its rows again. Keyed by every column it is made of;
+# about 1 KiB each, so at most about 16 MB.
+@lru_cache(maxsize=16384)
 def candidate(rref: str, output: str, context: str, metrics: str) -> Candidate:
-    """A candidate from a realizations row's columns."""
+    """A candidate from a realizations row's columns (shared: never change it)."""
     return Candidate(rref, output, parse_context(context), json.loads(metrics or "{}"))
 
 
@@ -75,7 +80,7 @@ def choose(matcher: Matcher, name: str, found: Sequence[Candidate]) -> Choice:
             )
         return Choice([by_rref[r] for r in matcher.rrefs or ()])
     if not found:
-        return Choice([], missing=matcher.n if kind == "some" and matcher.n else 1)
+        return Choice([], missing=matcher.build_until)
     if kind == "only":
         if len(found) > 1:
             return Choice(
@@ -107,7 +112,8 @@ def choose(matcher: Matcher, name: str, found: Sequence[Candidate]) -> Choice:
         )
     sign = -1.0 if matcher.mode == "higher" else 1.0
     scored.sort(key=lambda t: (sign * t[0], t[1]))
-    return Choice([c for _, _, c in scored[: matcher.n]])
+    missing = max(0, matcher.build_until - len(found))
+    return Choice([c for _, _, c in scored[: matcher.n]], missing=missing)
 
 
 def context_of(drv: Derivation, chosen: Mapping[str, Sequence[Candidate]]) -> dict[str, list[str]]:
@@ -224,7 +230,7 @@ def plan(
                     changed = _changed_inputs(drv, found, context)
                     why = f"input {changed[0]!r} changed" if changed else "never built"
                 else:
-                    n = drv.matcher.n
+                    n = drv.matcher.build_until
                     why = f"matcher {drv.matcher.describe()}: {len(considered)} of {n}"
                 decision = StagePlan("build", why, builds=choice.missing)
             else:

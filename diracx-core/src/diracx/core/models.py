@@ -71,6 +71,50 @@ class KillResponse(BaseModel):
     failed: list[int]
 
 
+# A pipeline's state, from its jobs: Failed if one failed or was killed, Done if all are
+# Done (or every stage was cached), Running otherwise (as PipelineInfo.status).
+PipelineState = Literal["Running", "Done", "Failed"]
+
+
+class PipelineSummary(BaseModel):
+    """A pipeline in a list: who submitted it, when, and how far its jobs are."""
+
+    id: int
+    owner: str
+    created: datetime
+    status: PipelineState
+    target_count: int = Field(description="how many stages the submission asked for")
+    counts: dict[str, int] = Field(
+        description="number of stages per state: cached, or a job status"
+    )
+
+
+class PipelinePage(BaseModel):
+    """Pipelines, newest first; ``next_cursor`` asks for the next (older) page."""
+
+    pipelines: list[PipelineSummary]
+    next_cursor: int | None = Field(
+        default=None,
+        description="pass it as `cursor` for the next page; null when this is the last one",
+    )
+
+
+class RetriedJob(BaseModel):
+    """A job a retry rescheduled: Waiting (queued) or Checking (its inputs are rebuilt)."""
+
+    id: int
+    name: str
+    status: JobStatus
+
+
+class RetryResponse(BaseModel):
+    """What a pipeline retry did: the jobs rescheduled, and the failed or killed jobs
+    left as they are, with the reason."""
+
+    retried: list[RetriedJob]
+    skipped: dict[int, str] = {}
+
+
 class JobEvent(BaseModel):
     """A status change of a pipeline's job, for following progress."""
 

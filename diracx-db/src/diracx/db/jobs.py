@@ -8,7 +8,9 @@ made by the workers or the scheduler.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +32,7 @@ from diracx.core.job_search import (
     JOB_ATTRIBUTES,
     InvalidSearchError,
     JobActionResponse,
+    JobHeartbeatResponse,
     JobSearchPage,
     JobSearchRequest,
     JobStatusResult,
@@ -44,11 +47,26 @@ from diracx.core.job_search import (
     check_sort,
     text_problem,
 )
-from diracx.core.models import StatusHistoryEntry
+from diracx.core.models import RetriedJob, StatusHistoryEntry
 from diracx.core.status import FINAL_STATUSES, TRANSITIONS, JobStatus, is_legal_transition
 from diracx.db.engine import Engines
-from diracx.db.pipelines import Actor, Admit, PipelineDB, _with_scheduling, lock_vo, now
-from diracx.db.schema import derivations, job_edges, job_status_history, jobs
+from diracx.db.pipelines import (
+    Actor,
+    Admit,
+    PipelineDB,
+    _with_scheduling,
+    chunks,
+    lock_vo,
+    now,
+)
+from diracx.db.schema import (
+    derivations,
+    job_edges,
+    job_status_history,
+    jobs,
+    pipeline_stages,
+    pipelines,
+)
 
 S = JobStatus
 # What PATCH /api/jobs/status may set. The other statuses carry promises only DiracX
@@ -62,6 +80,8 @@ OWN_ROUTE = {
 }
 ENDED = (S.DONE, S.FAILED, S.KILLED)  # what DELETE accepts
 RESCHEDULABLE = (S.FAILED, S.KILLED, S.STALLED)
+RETRIED = (S.FAILED, S.KILLED)  # the jobs a pipeline retry reschedules
+BEATING = (S.RUNNING.value, S.COMPLETING.value)  # the jobs a heartbeat is for
 BIGINT_COLUMNS = frozenset({"id", "pipeline_id"})  # the other integers are 32-bit
 
 
@@ -131,6 +151,15 @@ def like_to_glob(pattern: str) -> str:
         else:
             out.append(c)
     return "".join(out)
+
+
+@dataclass
+class RetryOutcome:
+    """What ``JobDB.retry_pipeline`` did."""
+
+    retried: list[RetriedJob] = field(default_factory=list)  # by id
+    skipped: dict[int, str] = field(default_factory=dict)  # failed jobs left, and why
+    to_queue: list[QueuedJob] = field(default_factory=list)  # the retried jobs now Waiting
 
 
 def _json_value(value: Any) -> Any:
@@ -455,26 +484,12 @@ class JobDB:
                 raise ConflictError(
                     f"job {job_id} is {old}: only Failed, Killed or Stalled jobs can be rescheduled"
                 )
-            try:
-                secrets = _with_scheduling(row).builder_spec().secret_names()
-            except ValueError:
-                secrets = set()
-            if secrets:
-                raise ConflictError(
-                    f"job {job_id} needs secrets ({', '.join(sorted(secrets))}), which were "
-                    "dropped when it ended: submit its pipeline again"
-                )
-            inputs = conn.execute(
-                select(jobs.c.id, jobs.c.name, jobs.c.status, jobs.c.rref)
-                .join(job_edges, job_edges.c.input_job_id == jobs.c.id)
-                .where(job_edges.c.job_id == job_id)
-                .order_by(jobs.c.id)
-                .with_for_update(of=jobs)
-            ).all()
+            why = _needs_secrets(row)
+            if why:
+                raise ConflictError(why)
             pending = 0
-            for inp in inputs:
-                available = inp.status == S.DONE or (inp.status == S.DELETED and inp.rref)
-                if available:
+            for inp in self._inputs(conn, [job_id])[job_id]:
+                if _available(inp):
                     continue
                 if inp.status in (S.FAILED, S.KILLED, S.DELETED):
                     raise ConflictError(
@@ -485,24 +500,209 @@ class JobDB:
             if admit is not None:
                 running = self._pipelines._running_jobs(conn, actor.vo)
                 admit(running, 1 if old in FINAL_STATUSES else 0)
-            new = S.CHECKING if pending else S.WAITING
             minor = f"Rescheduled by {actor.sub}"[:512]
-            self._pipelines._set_status(
+            (new,) = self._revive(conn, {job_id: pending}, [old], minor).values()
+            queued = [QueuedJob(job_id, row.queue)] if new is S.WAITING else []
+            return JobActionResponse(id=job_id, status=new, minor_status=minor), queued
+
+        return await self.engines.write(tx)
+
+    def _inputs(self, conn: Connection, job_ids: Sequence[int]) -> dict[int, list[Any]]:
+        """Per job, its input jobs (id, name, status, rref), locked: their status decides
+        whether the job waits for them."""
+        found: dict[int, list[Any]] = defaultdict(list)
+        for part in chunks(sorted(job_ids)):
+            rows = conn.execute(
+                select(
+                    job_edges.c.job_id.label("of"),
+                    jobs.c.id,
+                    jobs.c.name,
+                    jobs.c.status,
+                    jobs.c.rref,
+                )
+                .select_from(jobs)
+                .join(job_edges, job_edges.c.input_job_id == jobs.c.id)
+                .where(job_edges.c.job_id.in_(part))
+                .order_by(jobs.c.id)
+                .with_for_update(of=jobs)
+            )
+            for r in rows:
+                found[r.of].append(r)
+        return found
+
+    def _revive(
+        self, conn: Connection, pending: Mapping[int, int], old: Sequence[JobStatus], minor: str
+    ) -> dict[int, JobStatus]:
+        """Ended (or Stalled) jobs -> Rescheduled -> Waiting, or Checking while *pending*
+        (per job) of their inputs are being built: a new attempt, a fresh retry budget,
+        no worker. Returns the status each job now has."""
+        by_count: dict[int, list[int]] = defaultdict(list)
+        for job_id, n in pending.items():
+            by_count[n].append(job_id)
+        now_in: dict[int, JobStatus] = {}
+        for n, ids in sorted(by_count.items()):
+            new = S.CHECKING if n else S.WAITING
+            changed = self._pipelines._set_status(
                 conn,
-                [job_id],
-                [old],
+                sorted(ids),
+                old,
                 new,
                 minor,
                 "user",
                 via=[(S.RESCHEDULED, minor)],
                 attempt=jobs.c.attempt + 1,
                 failures=0,
-                pending_inputs=pending,
+                pending_inputs=n,
                 worker=None,
                 heartbeat=None,
                 not_before=None,
             )
-            queued = [QueuedJob(job_id, row.queue)] if new is S.WAITING else []
-            return JobActionResponse(id=job_id, status=new, minor_status=minor), queued
+            now_in.update((job_id, new) for job_id in changed)
+        return now_in
+
+    # -- pipeline retry ------------------------------------------------------------------
+
+    async def retry_pipeline(
+        self, pipeline_id: int, *, actor: Actor, admit: Admit | None = None
+    ) -> RetryOutcome | None:
+        """Reschedule the Failed and Killed jobs of a pipeline of *actor*'s VO (None if it
+        has no such pipeline) as ``reschedule`` does each one, in one transaction: those
+        that failed for their own reasons and those that failed because an input did.
+        A job whose input is retried with it waits for it (Checking).
+
+        ForbiddenError for another user's pipeline without VOAdmin. Jobs left as they are
+        (in ``skipped``, with the reason): another user's (joined at submission) without
+        VOAdmin, one whose secrets were dropped, one that needs an input that stays failed.
+        *admit* sees every job the retry brings back to life at once."""
+        minor = f"Rescheduled by {actor.sub} (retry of pipeline {pipeline_id})"[:512]
+
+        def tx(conn: Connection) -> Any:
+            if admit is not None:
+                lock_vo(conn, actor.vo)
+            found = conn.execute(
+                select(pipelines.c.owner).where(
+                    pipelines.c.id == pipeline_id, pipelines.c.vo == actor.vo
+                )
+            ).first()
+            if found is None:
+                return None
+            if not actor.may_act_on(found.owner):
+                raise actor.refuse(f"pipeline {pipeline_id}", found.owner, "retry")
+            rows = conn.execute(
+                select(jobs, derivations.c.body)
+                .join(pipeline_stages, pipeline_stages.c.job_id == jobs.c.id)
+                .join(derivations, derivations.c.dref == jobs.c.dref)
+                .where(
+                    pipeline_stages.c.pipeline_id == pipeline_id,
+                    jobs.c.status.in_([s.value for s in RETRIED]),
+                )
+                .order_by(jobs.c.id)
+                .with_for_update(of=jobs)
+            ).all()
+            outcome = RetryOutcome()
+            chosen: dict[int, Any] = {}
+            for row in rows:
+                why = None
+                if not actor.may_act_on(row.owner):
+                    why = str(actor.refuse(f"job {row.id}", row.owner, "reschedule"))
+                why = why or _needs_secrets(row)
+                if why:
+                    outcome.skipped[row.id] = why
+                else:
+                    chosen[row.id] = row
+            inputs = self._inputs(conn, list(chosen))
+            # a job retried needs each input available, live, or retried with it: drop
+            # those that need an input that stays failed, until none does
+            dropped = True
+            while dropped:
+                dropped = False
+                for job_id in sorted(chosen):
+                    stuck = next(
+                        (
+                            i
+                            for i in inputs[job_id]
+                            if i.id not in chosen
+                            and not _available(i)
+                            and i.status in (S.FAILED, S.KILLED, S.DELETED)
+                        ),
+                        None,
+                    )
+                    if stuck is not None:
+                        outcome.skipped[job_id] = (
+                            f"job {job_id} needs input job {stuck.id} ({stuck.name!r}), which "
+                            f"is {stuck.status} and is not retried"
+                        )
+                        del chosen[job_id]
+                        dropped = True
+            if not chosen:
+                return outcome
+            if admit is not None:
+                admit(self._pipelines._running_jobs(conn, actor.vo), len(chosen))
+            pending = {j: sum(not _available(i) for i in inputs[j]) for j in chosen}
+            now_in = self._revive(conn, pending, list(RETRIED), minor)
+            for job_id, status in sorted(now_in.items()):
+                row = chosen[job_id]
+                outcome.retried.append(RetriedJob(id=job_id, name=row.name, status=status))
+                if status is S.WAITING:
+                    outcome.to_queue.append(QueuedJob(job_id, row.queue))
+            return outcome
 
         return await self.engines.write(tx)
+
+    # -- heartbeats ------------------------------------------------------------------------
+
+    async def heartbeat(self, job_ids: Iterable[int], *, actor: Actor) -> JobHeartbeatResponse:
+        """Record that the Running (or Completing) jobs among *job_ids* are alive, as a
+        worker's heartbeat does (``PipelineDB.heartbeat``), for a pilot that reports
+        through the API: the caller's own jobs, or any of its VO's with VOAdmin. The
+        others are in ``failed`` with the reason (one of another VO "does not exist")."""
+        ids = sorted(set(job_ids))
+        ts = now()
+
+        def tx(conn: Connection) -> Any:
+            rows: dict[int, Any] = {}
+            for part in chunks(ids):
+                query = select(jobs.c.id, jobs.c.status, jobs.c.owner).where(
+                    jobs.c.id.in_(part), jobs.c.vo == actor.vo
+                )
+                rows.update((r.id, r) for r in conn.execute(query.with_for_update()))
+            result = JobHeartbeatResponse()
+            for job_id in ids:
+                row = rows.get(job_id)
+                if row is None:
+                    result.failed[job_id] = f"job {job_id} does not exist"
+                elif not actor.may_act_on(row.owner):
+                    refusal = actor.refuse(f"job {job_id}", row.owner, "report a heartbeat of")
+                    result.failed[job_id] = str(refusal)
+                elif row.status not in BEATING:
+                    result.failed[job_id] = (
+                        f"job {job_id} is {row.status}: only a Running or Completing job "
+                        "has heartbeats"
+                    )
+                else:
+                    result.success.append(job_id)
+            for part in chunks(result.success):
+                conn.execute(update(jobs).where(jobs.c.id.in_(part)).values(heartbeat=ts))
+            return result
+
+        return await self.engines.write(tx)
+
+
+def _available(inp: Any) -> bool:
+    """An input job whose realization exists (Done; or Deleted after it was built)."""
+    return bool(inp.status == S.DONE or (inp.status == S.DELETED and inp.rref))
+
+
+def _needs_secrets(row: Any) -> str | None:
+    """Why a job (a jobs row with its derivation's body) cannot be built again: the
+    secrets its build needs were dropped when it ended."""
+    try:
+        secrets = _with_scheduling(row).builder_spec().secret_names()
+    except ValueError:
+        secrets = set()
+    if not secrets:
+        return None
+    return (
+        f"job {row.id} needs secrets ({', '.join(sorted(secrets))}), which were dropped when "
+        "it ended: submit its pipeline again"
+    )

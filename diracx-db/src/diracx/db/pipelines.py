@@ -20,6 +20,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    exists,
     func,
     insert,
     or_,
@@ -36,7 +37,6 @@ from diracx.core.broker import (
     WorkerCapacity,
     unserved_reason,
 )
-from diracx.core.canonical import canonical_json
 from diracx.core.config import LOCAL_VO, VO_ADMIN
 from diracx.core.derivation import Derivation, Matcher, Scheduling
 from diracx.core.exceptions import ConflictError, ForbiddenError, ObjectNotFoundError
@@ -56,7 +56,6 @@ from diracx.core.models import (
     PipelineEvents,
     PipelineInfo,
     RealizationInfo,
-    StageInfo,
     StatusHistoryEntry,
 )
 from diracx.core.settings import ServiceSettings
@@ -441,23 +440,22 @@ class PipelineDB:
                     .returning(pipelines.c.id)
                 )
             ).scalar_one()
-            conn.execute(
-                self._insert_ignore(derivations),
-                [
-                    {
-                        "dref": d,
-                        "name": drv.name,
-                        "body": canonical_json(drv.body()).decode(),
-                        "created": ts,
-                    }
-                    for d, drv in ordered
-                ],
-            )
             # reuse, join (a live job, locked) or build each stage: see _plan
             plans = self._plan(conn, ordered, forced, vo, lock=True)
             errors = [plans[d].reason for d, _ in ordered if plans[d].action == "error"]
             if errors:  # a matcher that cannot choose: nothing is recorded
                 raise ConflictError(errors[0])
+            # A derivation whose own realizations were chosen is stored (they refer to
+            # it; exact's are another derivation's): only the others are looked up.
+            self._record_derivations(
+                conn,
+                [
+                    (d, drv)
+                    for d, drv in ordered
+                    if not plans[d].chosen or drv.matcher.kind == "exact"
+                ],
+                ts,
+            )
             # dref -> the realization a reused stage shows (the first its matcher chose)
             realized = {d: p.chosen[0] for d, p in plans.items() if p.action == "reuse"}
             live = {d: p.job_id for d, p in plans.items() if p.action == "join"}
@@ -559,7 +557,8 @@ class PipelineDB:
                     for dref in drefs
                 ],
             )
-            info = self._pipeline_info(conn, pipeline_id)
+            shown = {d: (drv.name, realized[d]) for d, drv in ordered if d in realized}
+            info = self._pipeline_info(conn, pipeline_id, reused=shown)
             return info, created
 
         info, created = await self.engines.write(tx)
@@ -568,6 +567,24 @@ class PipelineDB:
         ready = [job_id for _, job_id, status in created if status == S.WAITING]
         queues = {j: scheduling[d].queue for d, j, status in created if status == S.WAITING}
         return SubmitOutcome(pipeline=info, ready=ready, queues=queues)
+
+    def _record_derivations(
+        self, conn: Connection, ordered: Sequence[tuple[str, Derivation]], ts: datetime
+    ) -> None:
+        """Store the derivations not stored yet. Their rows are never changed nor removed
+        (garbage collection keeps them): the ones found need no write, which is most of
+        them when a pipeline runs again."""
+        known: set[str] = set()
+        for part in chunks([d for d, _ in ordered]):
+            rows = conn.execute(select(derivations.c.dref).where(derivations.c.dref.in_(part)))
+            known.update(dref for (dref,) in rows)
+        new = [
+            {"dref": d, "name": drv.name, "body": drv.canonical_body().decode(), "created": ts}
+            for d, drv in ordered
+            if d not in known
+        ]
+        if new:  # one a concurrent submission stored meanwhile is left as it is
+            conn.execute(self._insert_ignore(derivations), new)
 
     async def plan(
         self,
@@ -638,7 +655,11 @@ class PipelineDB:
         has a claim on, oldest first. For an ``exact`` matcher: the realizations it names
         that *vo* sees, of a derivation of the same name (its DRef differs: the matcher is
         part of it); one of another VO is absent, exactly as one that does not exist."""
-        claimed = and_(realization_vos.c.rref == realizations.c.rref, realization_vos.c.vo == vo)
+        # EXISTS, not a join: the rows are found from the DRefs (or RRefs) asked for, then
+        # each claim looked up; a join let SQLite read every claim of the VO instead.
+        claimed = exists().where(
+            realization_vos.c.rref == realizations.c.rref, realization_vos.c.vo == vo
+        )
         drefs = [d for d, (_, m) in matchers.items() if m.kind != "exact"]
         exact = {r for _, m in matchers.values() if m.kind == "exact" for r in m.rrefs or ()}
         found: dict[str, list[Candidate]] = defaultdict(list)
@@ -653,8 +674,7 @@ class PipelineDB:
                     realizations.c.metrics,
                 )
                 .join(derivations, derivations.c.dref == realizations.c.dref)
-                .join(realization_vos, claimed)
-                .where(realizations.c.rref.in_(part))
+                .where(realizations.c.rref.in_(part), claimed)
             )
             for r in rows:
                 named[r.rref] = (r.name, candidate(r.rref, r.output, r.context, r.metrics))
@@ -672,12 +692,11 @@ class PipelineDB:
                     realizations.c.context,
                     realizations.c.metrics,
                 )
-                .join(realization_vos, claimed)
-                .where(realizations.c.dref.in_(part))
+                .where(realizations.c.dref.in_(part), claimed)
                 .order_by(realizations.c.created, realizations.c.rref)
             )
-            for r in rows:
-                found[r.dref].append(candidate(r.rref, r.output, r.context, r.metrics))
+            for dref, rref, output, context, metrics in rows:
+                found[dref].append(candidate(rref, output, context, metrics))
         return found
 
     def _chosen_realizations(
@@ -1099,9 +1118,10 @@ class PipelineDB:
         vo_of: Mapping[int, str],
         ts: datetime,
     ) -> list[int]:
-        """The ``some(n)`` jobs to build once more: Waiting again, to be queued.
+        """The ``some(n)`` and ``best(..., at_least=n)`` jobs to build once more: Waiting
+        again, to be queued.
 
-        A some(n) job builds until its derivation has n realizations with its context:
+        Such a job builds until its derivation has n realizations with its context:
         one build at a time, each a new attempt. A build that yields an RRef already
         known is deterministic: building again would yield it again, so the job is done
         with what exists (a dependent sees those).
@@ -1109,7 +1129,7 @@ class PipelineDB:
         again: list[tuple[BuildSuccess, int, int]] = []
         for s in successes:
             m = s.matcher
-            if m is None or m.kind != "some" or s.rref in known:
+            if m is None or m.build_until < 2 or s.rref in known:
                 continue
             count = conn.execute(  # those the job's VO sees: the matcher sees no others
                 select(func.count())
@@ -1121,14 +1141,15 @@ class PipelineDB:
                     realization_vos.c.vo == vo_of.get(s.job_id, LOCAL_VO),
                 )
             ).scalar_one()
-            if count < (m.n or 1):
-                again.append((s, count, m.n or 1))
+            if count < m.build_until:
+                again.append((s, count, m.build_until))
         held = self._held(conn, [s.job_id for s, _, _ in again], worker)
         requeued: list[int] = []
         for s, count, n in again:
             if s.job_id not in held:
                 continue
-            minor = f"Built {count} of {n} realizations (some({n})): building another"
+            matcher = s.matcher.describe() if s.matcher else f"some({n})"
+            minor = f"Built {count} of {n} realizations ({matcher}): building another"
             conn.execute(
                 update(jobs)
                 .where(jobs.c.id == s.job_id)
@@ -1752,15 +1773,23 @@ class PipelineDB:
         return await self.engines.read(tx)
 
     def _pipeline_info(
-        self, conn: Connection, pipeline_id: int, vo: str | None = None
+        self,
+        conn: Connection,
+        pipeline_id: int,
+        vo: str | None = None,
+        *,
+        reused: Mapping[str, tuple[str, Candidate]] | None = None,
     ) -> PipelineInfo | None:
+        """A pipeline and its stages. *reused*: its stages that reuse a realization (DRef
+        -> name and realization), known already to the submission that recorded it: only
+        the stages with a job are read (all of them otherwise)."""
         query = select(pipelines).where(pipelines.c.id == pipeline_id)
         if vo is not None:
             query = query.where(pipelines.c.vo == vo)
         row = conn.execute(query).first()
         if row is None:
             return None
-        result = conn.execute(
+        query = (
             select(
                 pipeline_stages.c.dref,
                 pipeline_stages.c.job_id,
@@ -1779,35 +1808,46 @@ class PipelineDB:
             )
             .where(pipeline_stages.c.pipeline_id == pipeline_id)
         )
+        if reused is not None:
+            query = query.where(pipeline_stages.c.job_id.is_not(None))
+        result = conn.execute(query)
+        # plain dicts, validated at once with the pipeline (a model each costs more),
+        # from rows unpacked as tuples (their attributes are slow): 1000s of stages
         stages = [
-            StageInfo(
-                dref=r.dref,
-                name=r.name,
-                cached=r.job_id is None,
-                job_id=r.job_id,
-                status=r.status,
-                minor_status=r.minor_status,
-                rref=r.cached_rref or r.rref,
-                output=r.output,
-            )
-            for r in result
+            {"dref": dref, "name": name, "cached": True, "rref": c.rref, "output": c.output}
+            for dref, (name, c) in (reused or {}).items()
         ]
-        counts = Counter("cached" if s.cached else str(s.status) for s in stages)
-        statuses = {s.status for s in stages if not s.cached}
+        stages += [
+            {
+                "dref": dref,
+                "name": name,
+                "cached": job_id is None,
+                "job_id": job_id,
+                "status": status,
+                "minor_status": minor_status,
+                "rref": cached_rref or rref,
+                "output": output,
+            }
+            for dref, job_id, cached_rref, name, status, minor_status, rref, output in result
+        ]
+        counts = Counter("cached" if s["cached"] else s["status"] for s in stages)
+        statuses = {s["status"] for s in stages if not s["cached"]}
         if statuses & {S.FAILED, S.KILLED}:
             status = "Failed"
         elif statuses <= {S.DONE}:
             status = "Done"
         else:
             status = "Running"
-        return PipelineInfo(
-            id=row.id,
-            owner=row.owner,
-            created=row.created,
-            targets=json.loads(row.targets),
-            status=status,
-            counts=dict(counts),
-            stages=stages,
+        return PipelineInfo.model_validate(
+            {
+                "id": row.id,
+                "owner": row.owner,
+                "created": row.created,
+                "targets": json.loads(row.targets),
+                "status": status,
+                "counts": dict(counts),
+                "stages": stages,
+            }
         )
 
     async def pipeline_events(

@@ -354,7 +354,5 @@ def upload_pending(store: S3Store, digest: str, upload_id: str) -> bool:
             raise
         return True
 
-    in_progress = s3_id is not None and found(
-        store.client.list_parts, UploadId=s3_id, MaxParts=1
-    )
+    in_progress = s3_id is not None and found(store.client.list_parts, UploadId=s3_id, MaxParts=1)
     return in_progress or found(store.client.head_object)  # staged (completed parts)

@@ -3,21 +3,24 @@ VO, their jobs unless VOAdmin), rescheduling through the queue within the VO's q
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from diracx.core.config import VOConfig
-from diracx.core.exceptions import DiracxError
+from diracx.core.exceptions import ConflictError, DiracxError
 from diracx.core.job_search import (
+    HeartbeatData,
     JobActionResponse,
+    JobHeartbeatResponse,
     JobSearchRequest,
     JobStatusUpdate,
     JobStatusUpdateResponse,
 )
+from diracx.core.models import RetryResponse
 from diracx.db.jobs import JobDB
 from diracx.routers.auth import AuthorizedUser
-from diracx.routers.logic import actor
+from diracx.routers.logic import PipelineNotFoundError, actor
 from diracx.routers.queue import JobQueue
 from diracx.routers.quotas import check_store_bytes, running_jobs_admission
 
@@ -82,3 +85,41 @@ async def reschedule_job(
     result, to_queue = await db.reschedule(job_id, actor=actor(user), admit=admit)
     await queue.enqueue(to_queue)
     return result
+
+
+async def heartbeat(
+    db: JobDB, beats: Mapping[int, HeartbeatData] | Sequence[int], user: AuthorizedUser
+) -> JobHeartbeatResponse:
+    """Record the heartbeats a pilot sends (job ids, or DIRAC's ``{id: data}``: the
+    data is not kept)."""
+    return await db.heartbeat(list(beats), actor=actor(user))
+
+
+def _some(reasons: Sequence[str], shown: int = 3) -> str:
+    more = len(reasons) - shown
+    return "; ".join(reasons[:shown]) + (f" (and {more} more)" if more > 0 else "")
+
+
+async def retry_pipeline(
+    db: JobDB, queue: JobQueue, pipeline_id: int, user: AuthorizedUser, limits: VOConfig | None
+) -> RetryResponse:
+    """Reschedule a pipeline's Failed and Killed jobs (and so its stages that failed
+    because of them), within the VO's quotas, and queue those that are ready: 404 if it
+    is unknown or of another VO, 403 if another user's without VOAdmin, 409 with the
+    reasons if no job can be retried."""
+    await check_store_bytes(db.pipelines, user.vo, limits)
+    admit = running_jobs_admission(user.vo, limits, f"retrying pipeline {pipeline_id}")
+    outcome = await db.retry_pipeline(pipeline_id, actor=actor(user), admit=admit)
+    if outcome is None:
+        raise PipelineNotFoundError(f"pipeline {pipeline_id} does not exist")
+    if not outcome.retried:
+        if outcome.skipped:
+            reasons = [outcome.skipped[j] for j in sorted(outcome.skipped)]
+            raise ConflictError(
+                f"pipeline {pipeline_id} has no job that can be retried: {_some(reasons)}"
+            )
+        info = await db.pipelines.get_pipeline(pipeline_id, vo=user.vo)
+        state = f" (it is {info.status})" if info is not None else ""
+        raise ConflictError(f"pipeline {pipeline_id} has no failed or killed job to retry{state}")
+    await queue.enqueue(outcome.to_queue)
+    return RetryResponse(retried=outcome.retried, skipped=outcome.skipped)

@@ -6,14 +6,17 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import Query, Response, status
+from fastapi import Body, Query, Response, status
 from pydantic import Field
 
 from diracx.core.job_search import (
     DEFAULT_PER_PAGE,
+    MAX_HEARTBEATS,
     MAX_PAGE,
     MAX_PER_PAGE,
+    HeartbeatData,
     JobActionResponse,
+    JobHeartbeatResponse,
     JobSearchRequest,
     JobStatusUpdate,
     JobStatusUpdateResponse,
@@ -107,6 +110,27 @@ async def set_job_statuses(
     (a job of another VO "does not exist"). Failed or Killed jobs fail the jobs that
     need them."""
     return await job_logic.set_job_statuses(db, body, user)
+
+
+JobKey = Annotated[int, Field(ge=1, le=2**63 - 1)]
+Heartbeats = Annotated[
+    Annotated[dict[JobKey, HeartbeatData], Field(max_length=MAX_HEARTBEATS)]
+    | Annotated[list[JobKey], Field(max_length=MAX_HEARTBEATS)],
+    Body(
+        description="job ids, or DIRAC's {job id: heartbeat data (LoadAverage, MemoryUsed...)}",
+        examples=[{"12": {"LoadAverage": 0.5}}, [12, 13]],
+    ),
+]
+
+
+@router.patch("/heartbeat")
+async def add_heartbeat(body: Heartbeats, user: CurrentUser, db: JobDBDep) -> JobHeartbeatResponse:
+    """A pilot reports that jobs are still being worked on (DIRAC's JobMonitoring
+    heartbeat): their heartbeat time is set, as a worker's heartbeat sets it, and the
+    data that comes with it is accepted but not kept. Only Running or Completing jobs,
+    the caller's own (any of the VO's with the VOAdmin property); each other job is
+    listed in ``failed`` with the reason (a job of another VO "does not exist")."""
+    return await job_logic.heartbeat(db, body, user)
 
 
 @router.get("/{job_id}/history", responses=_NOT_FOUND)

@@ -166,8 +166,12 @@ def check_trees_present(
     """
     where: dict[str, str] = {}  # tree digest -> who needs it first, for messages
     for _, drv in ordered:
+        if not drv.tree_digests():
+            continue
         for digest, label in tree_labels(drv).items():
             where.setdefault(digest, f"stage {drv.name!r} {label}")
+    if not where:  # a pipeline of commands only: nothing to look up
+        return
     seen = visible(where)
     for digest, needed_by in where.items():
         if digest not in seen:

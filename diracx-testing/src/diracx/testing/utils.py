@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Mapping
+
+from diracx.core.config import LOCAL_VO
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -15,3 +18,19 @@ def free_port(host: str = "127.0.0.1") -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def give_blobs_to_vo(db_url: str, sizes: Mapping[str, int], vo: str = LOCAL_VO) -> None:
+    """Record that *vo* has the blobs *sizes* (digest -> size), as a build or an upload
+    of that VO would: for tests that put blobs into a service's store directly."""
+    from sqlalchemy import create_engine
+
+    from diracx.db.migrate import alembic_config
+    from diracx.db.visibility import claim_blobs
+
+    engine = create_engine(alembic_config(db_url).attributes["sqlalchemy_url"])
+    try:
+        with engine.begin() as conn:
+            claim_blobs(conn, vo, sizes)
+    finally:
+        engine.dispose()

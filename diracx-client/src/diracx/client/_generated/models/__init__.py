@@ -1,5 +1,9 @@
 """Contains all the data models used in inputs/outputs"""
 
+from .add_heartbeat_body_type_0 import AddHeartbeatBodyType0
+from .add_heartbeat_body_type_0_additional_property import (
+    AddHeartbeatBodyType0AdditionalProperty,
+)
 from .blob_info import BlobInfo
 from .blob_upload import BlobUpload
 from .body_device_authorization import BodyDeviceAuthorization
@@ -30,6 +34,8 @@ from .identity_provider_view import IdentityProviderView
 from .import_result import ImportResult
 from .job_action_response import JobActionResponse
 from .job_event import JobEvent
+from .job_heartbeat_response import JobHeartbeatResponse
+from .job_heartbeat_response_failed import JobHeartbeatResponseFailed
 from .job_info import JobInfo
 from .job_search_request import JobSearchRequest
 from .job_status import JobStatus
@@ -42,6 +48,7 @@ from .job_summary_request import JobSummaryRequest
 from .jwk_set import JWKSet
 from .jwk_set_keys_item import JWKSetKeysItem
 from .kill_response import KillResponse
+from .list_pipelines_status_type_0 import ListPipelinesStatusType0
 from .live_status import LiveStatus
 from .matcher import Matcher
 from .matcher_kind import MatcherKind
@@ -59,10 +66,14 @@ from .pipeline_events import PipelineEvents
 from .pipeline_info import PipelineInfo
 from .pipeline_info_counts import PipelineInfoCounts
 from .pipeline_info_status import PipelineInfoStatus
+from .pipeline_page import PipelinePage
 from .pipeline_plan import PipelinePlan
 from .pipeline_submission import PipelineSubmission
 from .pipeline_submission_derivations import PipelineSubmissionDerivations
 from .pipeline_submission_secrets import PipelineSubmissionSecrets
+from .pipeline_summary import PipelineSummary
+from .pipeline_summary_counts import PipelineSummaryCounts
+from .pipeline_summary_status import PipelineSummaryStatus
 from .planned_stage import PlannedStage
 from .planned_stage_action import PlannedStageAction
 from .provenance import Provenance
@@ -75,6 +86,9 @@ from .realization_info import RealizationInfo
 from .realization_info_context import RealizationInfoContext
 from .realization_info_metrics import RealizationInfoMetrics
 from .realization_size import RealizationSize
+from .retried_job import RetriedJob
+from .retry_response import RetryResponse
+from .retry_response_skipped import RetryResponseSkipped
 from .scheduling import Scheduling
 from .search_jobs_response_200_item import SearchJobsResponse200Item
 from .search_spec import SearchSpec
@@ -107,6 +121,8 @@ from .vo_view_service_accounts import VOViewServiceAccounts
 from .vo_view_users import VOViewUsers
 
 __all__ = (
+    "AddHeartbeatBodyType0",
+    "AddHeartbeatBodyType0AdditionalProperty",
     "BlobInfo",
     "BlobUpload",
     "BodyDeviceAuthorization",
@@ -137,6 +153,8 @@ __all__ = (
     "ImportResult",
     "JobActionResponse",
     "JobEvent",
+    "JobHeartbeatResponse",
+    "JobHeartbeatResponseFailed",
     "JobInfo",
     "JobSearchRequest",
     "JobStatus",
@@ -149,6 +167,7 @@ __all__ = (
     "JWKSet",
     "JWKSetKeysItem",
     "KillResponse",
+    "ListPipelinesStatusType0",
     "LiveStatus",
     "Matcher",
     "MatcherKind",
@@ -166,10 +185,14 @@ __all__ = (
     "PipelineInfo",
     "PipelineInfoCounts",
     "PipelineInfoStatus",
+    "PipelinePage",
     "PipelinePlan",
     "PipelineSubmission",
     "PipelineSubmissionDerivations",
     "PipelineSubmissionSecrets",
+    "PipelineSummary",
+    "PipelineSummaryCounts",
+    "PipelineSummaryStatus",
     "PlannedStage",
     "PlannedStageAction",
     "Provenance",
@@ -182,6 +205,9 @@ __all__ = (
     "RealizationInfoContext",
     "RealizationInfoMetrics",
     "RealizationSize",
+    "RetriedJob",
+    "RetryResponse",
+    "RetryResponseSkipped",
     "Scheduling",
     "SearchJobsResponse200Item",
     "SearchSpec",

@@ -37,8 +37,9 @@ class Derivation:
                 - ``latest(n)``: the newest *n* (at least one, built if there is none).
                 - ``all``: every realization (at least one).
                 - ``some(n)``: built until *n* distinct realizations exist; picks all of them.
-                - ``best(metric, n, mode)``: the *n* with the highest (``mode="higher"``) or lowest
-                  value of a metric the builder reported in ``metrics.json`` (at least one).
+                - ``best(metric, n, mode, at_least)``: the *n* with the highest (``mode="higher"``) or
+                  lowest value of a metric the builder reported in ``metrics.json``, once at least
+                  ``at_least`` realizations (default 1) exist: "train five seeds, keep the best".
                 - ``exact(rrefs)``: exactly these realizations of a stage of the same name (built
                   under another matcher: the RRefs cannot be of this very DRef); never builds.
             scheduling (Scheduling | Unset): Where and how a derivation's job runs: not what it builds, so not part of the

@@ -22,12 +22,14 @@ class Matcher:
     - ``latest(n)``: the newest *n* (at least one, built if there is none).
     - ``all``: every realization (at least one).
     - ``some(n)``: built until *n* distinct realizations exist; picks all of them.
-    - ``best(metric, n, mode)``: the *n* with the highest (``mode="higher"``) or lowest
-      value of a metric the builder reported in ``metrics.json`` (at least one).
+    - ``best(metric, n, mode, at_least)``: the *n* with the highest (``mode="higher"``) or
+      lowest value of a metric the builder reported in ``metrics.json``, once at least
+      ``at_least`` realizations (default 1) exist: "train five seeds, keep the best".
     - ``exact(rrefs)``: exactly these realizations of a stage of the same name (built
       under another matcher: the RRefs cannot be of this very DRef); never builds.
 
         Attributes:
+            at_least (int | None | Unset):
             kind (MatcherKind | Unset):  Default: MatcherKind.ONLY.
             metric (None | str | Unset):
             mode (MatcherModeType0 | None | Unset):
@@ -35,6 +37,7 @@ class Matcher:
             rrefs (list[str] | None | Unset):
     """
 
+    at_least: int | None | Unset = UNSET
     kind: MatcherKind | Unset = MatcherKind.ONLY
     metric: None | str | Unset = UNSET
     mode: MatcherModeType0 | None | Unset = UNSET
@@ -42,6 +45,12 @@ class Matcher:
     rrefs: list[str] | None | Unset = UNSET
 
     def to_dict(self) -> dict[str, Any]:
+        at_least: int | None | Unset
+        if isinstance(self.at_least, Unset):
+            at_least = UNSET
+        else:
+            at_least = self.at_least
+
         kind: str | Unset = UNSET
         if not isinstance(self.kind, Unset):
             kind = self.kind.value
@@ -78,6 +87,8 @@ class Matcher:
         field_dict: dict[str, Any] = {}
 
         field_dict.update({})
+        if at_least is not UNSET:
+            field_dict["at_least"] = at_least
         if kind is not UNSET:
             field_dict["kind"] = kind
         if metric is not UNSET:
@@ -94,6 +105,16 @@ class Matcher:
     @classmethod
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
         d = dict(src_dict)
+
+        def _parse_at_least(data: object) -> int | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(int | None | Unset, data)
+
+        at_least = _parse_at_least(d.pop("at_least", UNSET))
+
         _kind = d.pop("kind", UNSET)
         kind: MatcherKind | Unset
         if isinstance(_kind, Unset):
@@ -154,6 +175,7 @@ class Matcher:
         rrefs = _parse_rrefs(d.pop("rrefs", UNSET))
 
         matcher = cls(
+            at_least=at_least,
             kind=kind,
             metric=metric,
             mode=mode,

@@ -88,9 +88,7 @@ def sync_detailed(
 ) -> Response[ErrorResponse | KillResponse | ValidationErrorResponse]:
     """Kill Pipeline
 
-     Kill every live job of the pipeline (Killed; their builds stop within about a
-    second). A job it shares with another pipeline is killed too (that one fails), if the
-    caller may kill it: their own, or any with the VOAdmin property.
+     The former name of ``POST /api/pipelines/{pipeline_id}/cancel``: the same.
 
     Args:
         pipeline_id (int): the pipeline's id
@@ -121,9 +119,7 @@ def sync(
 ) -> ErrorResponse | KillResponse | ValidationErrorResponse | None:
     """Kill Pipeline
 
-     Kill every live job of the pipeline (Killed; their builds stop within about a
-    second). A job it shares with another pipeline is killed too (that one fails), if the
-    caller may kill it: their own, or any with the VOAdmin property.
+     The former name of ``POST /api/pipelines/{pipeline_id}/cancel``: the same.
 
     Args:
         pipeline_id (int): the pipeline's id
@@ -149,9 +145,7 @@ async def asyncio_detailed(
 ) -> Response[ErrorResponse | KillResponse | ValidationErrorResponse]:
     """Kill Pipeline
 
-     Kill every live job of the pipeline (Killed; their builds stop within about a
-    second). A job it shares with another pipeline is killed too (that one fails), if the
-    caller may kill it: their own, or any with the VOAdmin property.
+     The former name of ``POST /api/pipelines/{pipeline_id}/cancel``: the same.
 
     Args:
         pipeline_id (int): the pipeline's id
@@ -180,9 +174,7 @@ async def asyncio(
 ) -> ErrorResponse | KillResponse | ValidationErrorResponse | None:
     """Kill Pipeline
 
-     Kill every live job of the pipeline (Killed; their builds stop within about a
-    second). A job it shares with another pipeline is killed too (that one fails), if the
-    caller may kill it: their own, or any with the VOAdmin property.
+     The former name of ``POST /api/pipelines/{pipeline_id}/cancel``: the same.
 
     Args:
         pipeline_id (int): the pipeline's id
