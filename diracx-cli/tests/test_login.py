@@ -27,15 +27,12 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
-from pydantic import SecretStr
 
 from diracx.core.passwords import hash_password
-from diracx.core.secrets import new_key
-from diracx.core.settings import ServiceSettings
 from diracx.db.migrate import upgrade
 from diracx.routers import create_app
 from diracx.routers.queue import RecordingJobQueue
+from diracx.testing.auth import login_service_settings, sso_and_local_config
 from diracx.testing.browser import Browser
 from diracx.testing.engine import EngineProcess
 from diracx.testing.loopback import LoopbackServer
@@ -52,27 +49,14 @@ LOGIN_TIMEOUT = 60.0
 
 
 def service_config(issuer: str) -> dict[str, Any]:
-    groups = {"users": {"properties": ["NormalUser"]}, "admins": {"properties": ["VOAdmin"]}}
-    return {
-        "vos": {
-            "sso": {
-                "identity_provider": {
-                    "issuer": issuer,
-                    "client_id": IDP_CLIENT_ID,
-                    "client_secret": IDP_SECRET,
-                },
-                "default_group": "users",
-                "groups": groups,
-                "users": {"oidc-sub-alice": {"groups": ["users", "admins"]}},
-            },
-            "local": {
-                "default_group": "users",
-                "groups": groups,
-                "users": {"dave": {"groups": ["users"]}},
-            },
-        },
-        "accounts": {n: {"password_hash": hash_password(p)} for n, p in PASSWORDS.items()},
-    }
+    return sso_and_local_config(
+        issuer,
+        client_id=IDP_CLIENT_ID,
+        client_secret=IDP_SECRET,
+        sso_users={"oidc-sub-alice": {"groups": ["users", "admins"]}},
+        local_users={"dave": {"groups": ["users"]}},
+        password_hashes={n: hash_password(p) for n, p in PASSWORDS.items()},
+    )
 
 
 @dataclass
@@ -88,17 +72,14 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     db_url = f"sqlite+aiosqlite:///{root / 'diracx.db'}"
     upgrade(db_url)
     with OIDCProvider() as provider, LoopbackServer() as server:
-        config = root / "config.yaml"
-        config.write_text(yaml.safe_dump(service_config(provider.issuer)))
         provider.register_client(
             IDP_CLIENT_ID, f"{server.url}/api/auth/device/callback", secret=IDP_SECRET
         )
-        settings = ServiceSettings(
-            data_dir=root / "data",
-            db_url=db_url,
-            config=str(config),
-            public_url=server.url,
-            secret_key=SecretStr(new_key()),
+        settings = login_service_settings(
+            root,
+            db_url,
+            service_config(provider.issuer),
+            server.url,
             min_client_version="0.0.0",
             device_flow_interval=1,  # the client polls every second: quick logins
         )

@@ -19,7 +19,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -158,6 +158,16 @@ def server() -> Iterator[OAuthServer]:
 @pytest.fixture
 def creds(tmp_path: Path) -> CredentialsFile:
     return CredentialsFile(tmp_path / "cache" / "diracx" / "credentials.json")
+
+
+@pytest.fixture
+async def stored(server: OAuthServer, creds: CredentialsFile) -> AsyncIterator[AsyncDiracxClient]:
+    """A client of *server* with the login in *creds* (read at its first request)."""
+    client = AsyncDiracxClient(server.url, StoredLogin(server.url, creds))
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 def stale_login(server: OAuthServer, *, expires_in: float = -1.0) -> Login:
@@ -342,23 +352,19 @@ def test_processes_refreshing_at_once_refresh_once(
 
 
 async def test_a_401_refreshes_once_and_retries(
-    server: OAuthServer, creds: CredentialsFile
+    server: OAuthServer, creds: CredentialsFile, stored: AsyncDiracxClient
 ) -> None:
     login = stale_login(server, expires_in=600)
     server.valid_access.discard(login.access_token)  # e.g. the service rotated its keys
     creds.put(server.url, login)
-    client = AsyncDiracxClient(server.url, StoredLogin(server.url, creds))
-    try:
-        assert (await client.metadata()).version == "1"
-        assert server.refreshes == 1
-        # refused again after the refresh: the 401 is final (one retry, not a loop)
-        server.refuse_all = True
-        with pytest.raises(DiracxHTTPError) as info:
-            await client.metadata()
-        assert info.value.status == 401 and server.refreshes == 2
-        assert "run `dirac login` if your login was revoked" in str(info.value)
-    finally:
-        await client.aclose()
+    assert (await stored.metadata()).version == "1"
+    assert server.refreshes == 1
+    # refused again after the refresh: the 401 is final (one retry, not a loop)
+    server.refuse_all = True
+    with pytest.raises(DiracxHTTPError) as info:
+        await stored.metadata()
+    assert info.value.status == 401 and server.refreshes == 2
+    assert "run `dirac login` if your login was revoked" in str(info.value)
 
 
 async def test_a_fixed_token_is_never_refreshed(server: OAuthServer) -> None:
@@ -371,32 +377,22 @@ async def test_a_fixed_token_is_never_refreshed(server: OAuthServer) -> None:
         await client.aclose()
 
 
-async def test_without_a_login_requests_go_without_a_token(
-    server: OAuthServer, creds: CredentialsFile
-) -> None:
-    client = AsyncDiracxClient(server.url, StoredLogin(server.url, creds))
-    try:
-        with pytest.raises(DiracxHTTPError, match=r"you are not logged in to .*dirac login"):
-            await client.metadata()
-    finally:
-        await client.aclose()
+async def test_without_a_login_requests_go_without_a_token(stored: AsyncDiracxClient) -> None:
+    with pytest.raises(DiracxHTTPError, match=r"you are not logged in to .*dirac login"):
+        await stored.metadata()
 
 
 async def test_a_revoked_login_says_log_in_again(
-    server: OAuthServer, creds: CredentialsFile
+    server: OAuthServer, creds: CredentialsFile, stored: AsyncDiracxClient
 ) -> None:
     login = stale_login(server)
     server.revoked_families.add(server.live_refresh[login.refresh_token or ""])
     creds.put(server.url, login)
-    client = AsyncDiracxClient(server.url, StoredLogin(server.url, creds))
-    try:
-        with pytest.raises(LoginExpiredError) as info:
-            await client.metadata()
-        assert "has expired or was revoked" in str(info.value)
-        assert "run `dirac login`" in str(info.value)
-        assert creds.get(server.url) is None  # a dead login is not tried again
-    finally:
-        await client.aclose()
+    with pytest.raises(LoginExpiredError) as info:
+        await stored.metadata()
+    assert "has expired or was revoked" in str(info.value)
+    assert "run `dirac login`" in str(info.value)
+    assert creds.get(server.url) is None  # a dead login is not tried again
 
 
 async def test_an_expired_refresh_token_is_not_even_sent(

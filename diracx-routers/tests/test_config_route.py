@@ -20,7 +20,6 @@ from pydantic import SecretStr
 from diracx.core.config_source import ConfigError
 from diracx.core.passwords import hash_password
 from diracx.core.settings import ServiceSettings
-from diracx.db.migrate import upgrade
 from diracx.routers import create_app
 from diracx.routers.queue import RecordingJobQueue
 from diracx.testing.auth import TEST_SECRET_KEY, bearer, mint_token, two_vo_config
@@ -63,17 +62,10 @@ def config_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, db_url: str, config_path: Path) -> ServiceSettings:
-    upgrade(db_url)
-    return ServiceSettings(
-        data_dir=tmp_path / "data",
-        db_url=db_url,
-        service_token=SecretStr("s3cret-test-token"),
-        secret_key=SecretStr(TEST_SECRET_KEY),
-        config=str(config_path),
-        config_reload_interval=0.05,
-        broker_url=None,
-    )
+def settings(settings: ServiceSettings, config_path: Path) -> ServiceSettings:
+    """The conftest's service, serving the document at *config_path* (re-read quickly)."""
+    update = {"secret_key": SecretStr(TEST_SECRET_KEY), "config": str(config_path)}
+    return settings.model_copy(update={**update, "config_reload_interval": 0.05})
 
 
 @pytest.fixture

@@ -19,13 +19,10 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
-import yaml
 from pydantic import SecretStr
 from sqlalchemy import Connection, update
 
 from diracx.core.passwords import hash_password
-from diracx.core.secrets import new_key
-from diracx.core.settings import ServiceSettings
 from diracx.db.device_flows import DeviceFlowDB, FlowStatus
 from diracx.db.engine import Engines
 from diracx.db.migrate import upgrade
@@ -39,6 +36,7 @@ from diracx.routers.device_flow import (
 )
 from diracx.routers.oauth import DEVICE_CODE_GRANT, OAuthError
 from diracx.routers.queue import RecordingJobQueue
+from diracx.testing.auth import login_service_settings, sso_and_local_config
 from diracx.testing.browser import Browser
 from diracx.testing.loopback import LoopbackServer
 from diracx.testing.oidc import OIDCProvider
@@ -58,32 +56,18 @@ def password_hashes() -> dict[str, str]:
 
 def service_config(issuer: str, password_hashes: dict[str, str]) -> dict[str, Any]:
     """Two VOs: ``sso`` (the test provider) and ``local`` (built-in accounts)."""
-    groups = {"users": {"properties": ["NormalUser"]}, "admins": {"properties": ["VOAdmin"]}}
-    return {
-        "vos": {
-            "sso": {
-                "identity_provider": {
-                    "issuer": issuer,
-                    "client_id": IDP_CLIENT_ID,
-                    "client_secret": IDP_SECRET,
-                },
-                "default_group": "users",
-                "groups": groups,
-                "users": {
-                    "oidc-sub-alice": {"groups": ["users", "admins"]},
-                    "oidc-sub-bob": {"groups": ["users"], "preferred_username": "Bob B."},
-                    # carol is known to the provider, not to the VO
-                },
-            },
-            "local": {
-                "default_group": "users",
-                "groups": groups,
-                "users": {"dave": {"groups": ["users"]}, "erin": {"groups": ["admins"]}},
-            },
+    return sso_and_local_config(
+        issuer,
+        client_id=IDP_CLIENT_ID,
+        client_secret=IDP_SECRET,
+        sso_users={
+            "oidc-sub-alice": {"groups": ["users", "admins"]},
+            "oidc-sub-bob": {"groups": ["users"], "preferred_username": "Bob B."},
+            # carol is known to the provider, not to the VO
         },
-        # frank has an account, but is in no VO
-        "accounts": {name: {"password_hash": h} for name, h in password_hashes.items()},
-    }
+        local_users={"dave": {"groups": ["users"]}, "erin": {"groups": ["admins"]}},
+        password_hashes=password_hashes,  # frank has an account, but is in no VO
+    )
 
 
 class Service:
@@ -123,18 +107,15 @@ def service(
 ) -> Iterator[Service]:
     """The service with both VOs, its provider client registered at the test provider."""
     upgrade(db_url)
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(service_config(oidc_provider.issuer, password_hashes)))
     with LoopbackServer() as server:
         oidc_provider.register_client(
             IDP_CLIENT_ID, f"{server.url}/api/auth/device/callback", secret=IDP_SECRET
         )
-        settings = ServiceSettings(
-            data_dir=tmp_path / "data",
-            db_url=db_url,
-            config=str(config),
-            public_url=server.url,
-            secret_key=SecretStr(new_key()),
+        settings = login_service_settings(
+            tmp_path,
+            db_url,
+            service_config(oidc_provider.issuer, password_hashes),
+            server.url,
             service_token=SecretStr("static-test-token"),
             min_client_version="0.0.0",
         )
@@ -424,17 +405,10 @@ def test_provider_unreachable(
 ) -> None:
     with LoopbackServer() as dead:  # a port nobody serves once closed
         issuer = dead.url
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(service_config(issuer, password_hashes)))
     upgrade(db_url)
     with LoopbackServer() as server:
-        settings = ServiceSettings(
-            data_dir=tmp_path / "data",
-            db_url=db_url,
-            config=str(config),
-            public_url=server.url,
-            secret_key=SecretStr(new_key()),
-        )
+        config = service_config(issuer, password_hashes)
+        settings = login_service_settings(tmp_path, db_url, config, server.url)
         server.start(create_app(settings, job_queue=RecordingJobQueue()))
         r = httpx.post(
             f"{server.url}/api/auth/device", data={"client_id": CLIENT_ID, "scope": "vo:sso"}

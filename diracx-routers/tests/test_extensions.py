@@ -11,31 +11,26 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 
 from diracx.core import extensions
+from diracx.core.config import Config
 from diracx.core.settings import ServiceSettings
 from diracx.routers import create_app
 from diracx.routers.queue import RecordingJobQueue
 from diracx.routers.routing import iter_routes
 from diracx.routers.store_gc import ServiceAdminAccess
-from diracx.testing.auth import TEST_SECRET_KEY, bearer, mint_token, write_config
+from diracx.testing.auth import bearer, mint_token, two_vo_config
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> ServiceSettings:
-    from diracx.db.migrate import upgrade
+def db_url(tmp_path: Path) -> str:
+    """Extensions do not depend on the database backend: SQLite is enough."""
+    return f"sqlite+aiosqlite:///{tmp_path / 'diracx.db'}"
 
-    db_url = f"sqlite+aiosqlite:///{tmp_path / 'diracx.db'}"
-    upgrade(db_url)
-    return ServiceSettings(
-        data_dir=tmp_path / "data",
-        db_url=db_url,
-        service_token=SecretStr("t"),
-        secret_key=SecretStr(TEST_SECRET_KEY),
-        config=write_config(tmp_path / "config.yaml"),  # two VOs (diracx.testing.auth)
-        broker_url=None,
-    )
+
+@pytest.fixture
+def app_config() -> Config:
+    return two_vo_config()
 
 
 def with_entry_points(

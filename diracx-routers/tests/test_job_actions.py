@@ -5,25 +5,15 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
-from diracx.core.derivation import Derivation, DrvInput
+from diracx.core.derivation import Derivation
 from diracx.core.store import LocalStore
 from diracx.db.pipelines import PipelineDB
 from diracx.routers.queue import RecordingJobQueue
 
 from .test_kill import job_ids, submit
 from .test_pipelines import build, command
-
-
-@pytest.fixture
-def chain() -> list[Derivation]:
-    """a -> b -> c."""
-    a = command("a", "echo", "jobs-api")
-    b = command("b", inputs={"a": DrvInput(drv=a.dref)})
-    c = command("c", inputs={"b": DrvInput(drv=b.dref)})
-    return [a, b, c]
 
 
 def job(client: TestClient, job_id: int) -> dict[str, Any]:

@@ -7,19 +7,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from diracx.core.derivation import Derivation, DrvInput
+from diracx.core.derivation import Derivation
 from diracx.db.pipelines import PipelineDB
 
 from .test_pipelines import build, command, submission
-
-
-@pytest.fixture
-def chain() -> list[Derivation]:
-    """a -> b -> c."""
-    a = command("a", "echo", "kill-me")
-    b = command("b", inputs={"a": DrvInput(drv=a.dref)})
-    c = command("c", inputs={"b": DrvInput(drv=b.dref)})
-    return [a, b, c]
 
 
 def submit(client: TestClient, *drvs: Derivation) -> dict[str, Any]:

@@ -1,82 +1,32 @@
 """GET /api/pipelines, POST /api/pipelines/{id}/cancel and /retry, PATCH
 /api/jobs/heartbeat: two VOs with real tokens, owners and VOAdmins, on SQLite and
-PostgreSQL (the VOs of ``test_vo_jobs``)."""
+PostgreSQL (the conftest's users and ``quota_vo_config``)."""
 
 from __future__ import annotations
 
 import functools
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 
-from diracx.core.derivation import Derivation, DrvInput
-from diracx.core.settings import ServiceSettings
+from diracx.core.config import Config
+from diracx.core.derivation import Derivation
 from diracx.core.store import LocalStore
-from diracx.db.migrate import upgrade
 from diracx.db.pipelines import PipelineDB
 from diracx.routers.queue import RecordingJobQueue
-from diracx.testing.auth import TEST_SECRET_KEY, write_config
 
-from .conftest import TOKEN
+from .conftest import User, quota_vo_config
 from .test_pipelines import command
-from .test_vo_jobs import LIMITED, User, build, config, job_ids, same_answer
+from .test_vo_jobs import build, job_ids, same_answer
 
 ABSENT = 10**9  # an id nothing has
 
 
 @pytest.fixture
-def settings(tmp_path: Path, db_url: str) -> ServiceSettings:
-    upgrade(db_url)
-    return ServiceSettings(
-        data_dir=tmp_path / "data",
-        db_url=db_url,
-        service_token=SecretStr(TOKEN),
-        secret_key=SecretStr(TEST_SECRET_KEY),
-        config=write_config(tmp_path / "config.yaml", config()),
-        broker_url=None,
-        min_client_version="0.0.0",
-    )
-
-
-@pytest.fixture
-def alice(client: TestClient) -> User:
-    """lhcb, as a VOAdmin."""
-    return User(client, "alice", "lhcb", "lhcb_admin")
-
-
-@pytest.fixture
-def alice_user(client: TestClient) -> User:
-    """alice in lhcb's plain user group: no VOAdmin."""
-    return User(client, "alice", "lhcb", "lhcb_user")
-
-
-@pytest.fixture
-def bob(client: TestClient) -> User:
-    return User(client, "bob", "lhcb", "lhcb_user")
-
-
-@pytest.fixture
-def carol(client: TestClient) -> User:
-    return User(client, "carol", "dteam", "dteam_user")
-
-
-@pytest.fixture
-def dave(client: TestClient) -> User:
-    """Alone in the VO ``limited``: 3 running jobs at most."""
-    return User(client, "dave", LIMITED, "limited_user")
-
-
-@pytest.fixture
-def chain() -> list[Derivation]:
-    """a -> b -> c."""
-    a = command("a", "echo", "actions")
-    b = command("b", inputs={"a": DrvInput(drv=a.dref)})
-    c = command("c", inputs={"b": DrvInput(drv=b.dref)})
-    return [a, b, c]
+def app_config() -> Config:
+    return quota_vo_config()
 
 
 def listed(user: User, **params: Any) -> dict[str, Any]:

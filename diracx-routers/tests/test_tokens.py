@@ -11,7 +11,6 @@ import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import jwt
@@ -19,12 +18,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 
-from diracx.core.config import NORMAL_USER, VO_ADMIN
+from diracx.core.config import NORMAL_USER, VO_ADMIN, Config
 from diracx.core.settings import ServiceSettings
 from diracx.db.auth import SigningKeyRecord
-from diracx.db.migrate import upgrade
 from diracx.routers import create_app
 from diracx.routers.oauth import DEVICE_CODE_GRANT, TokenResponse
 from diracx.routers.queue import RecordingJobQueue
@@ -32,11 +29,10 @@ from diracx.routers.signing_keys import RETIRE_MARGIN, keys_to_retire
 from diracx.routers.tokens import MissingSecretKeyError, TokenService
 from diracx.testing.auth import (
     SERVICE_SECRETS,
-    TEST_SECRET_KEY,
     bearer,
     issue_test_tokens,
     mint_token,
-    write_config,
+    two_vo_config,
 )
 
 from .conftest import AUTH
@@ -45,18 +41,14 @@ PUBLIC_URL = "https://diracx.example.org"
 
 
 @pytest.fixture
-def settings(tmp_path: Path, db_url: str) -> ServiceSettings:
-    """A multi-user service: two VOs, a secret key, a migrated database."""
-    upgrade(db_url)
-    return ServiceSettings(
-        data_dir=tmp_path / "data",
-        db_url=db_url,
-        service_token=SecretStr("s3cret-test-token"),
-        secret_key=SecretStr(TEST_SECRET_KEY),
-        config=write_config(tmp_path / "config.yaml"),
-        public_url=PUBLIC_URL,
-        broker_url=None,
-    )
+def app_config() -> Config:
+    """A multi-user service: two VOs (the conftest adds a secret key)."""
+    return two_vo_config()
+
+
+@pytest.fixture
+def settings(settings: ServiceSettings) -> ServiceSettings:
+    return settings.model_copy(update={"public_url": PUBLIC_URL})
 
 
 @pytest.fixture

@@ -22,13 +22,11 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 
 from diracx.core.canonical import canonical_json
 from diracx.core.config import (
@@ -41,15 +39,11 @@ from diracx.core.config import (
     VOConfig,
 )
 from diracx.core.derivation import Derivation, DrvInput, TreeInput, realization_ref
-from diracx.core.settings import ServiceSettings
 from diracx.core.tree import Tree, TreeEntry
-from diracx.db.migrate import upgrade
 from diracx.db.pipelines import BuildSuccess, PipelineDB
 from diracx.routers.auth import PublicAccess
 from diracx.routers.routing import RouteView, iter_routes
-from diracx.testing.auth import TEST_SECRET_KEY, bearer, mint_token, write_config
-
-from .conftest import TOKEN
+from diracx.testing.auth import bearer, mint_token
 
 ALPHA, BETA = "alpha", "beta"
 BETA_QUOTA = 64 * 1024  # bytes carol's VO may keep in the store
@@ -96,17 +90,8 @@ def vo_config() -> Config:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, db_url: str) -> ServiceSettings:
-    upgrade(db_url)
-    return ServiceSettings(
-        data_dir=tmp_path / "data",
-        db_url=db_url,
-        service_token=SecretStr(TOKEN),  # the static token: the local service administrator
-        broker_url=None,
-        min_client_version="0.0.0",
-        secret_key=SecretStr(TEST_SECRET_KEY),
-        config=write_config(tmp_path / "config.yaml", vo_config()),
-    )
+def app_config() -> Config:
+    return vo_config()
 
 
 def sha(data: bytes) -> str:

@@ -1,6 +1,6 @@
 """VO isolation and quotas of pipelines and jobs, with real tokens, on SQLite and PostgreSQL.
 
-Two VOs and three users (``diracx.testing.auth.two_vo_config``): alice and bob in lhcb
+Two VOs and three users (the conftest's, ``quota_vo_config``): alice and bob in lhcb
 (alice logs in as ``lhcb_admin``, a VOAdmin, or as ``lhcb_user``), carol in dteam; and
 dave, alone in the VO ``limited``, for the quotas. A user of one VO never sees or acts
 on the other's pipelines and jobs: every such request answers exactly as one about an
@@ -10,138 +10,34 @@ id that does not exist. Within a VO, users act only on their own jobs unless VOA
 from __future__ import annotations
 
 import functools
-import hashlib
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
-from pydantic import ByteSize, SecretStr
+from pydantic import ByteSize
 
-from diracx.core.config import NORMAL_USER, Config, GroupConfig, QuotaConfig, UserConfig, VOConfig
+from diracx.core.config import Config
 from diracx.core.derivation import (
     Derivation,
-    DrvInput,
     Matcher,
     Scheduling,
     TreeInput,
     realization_ref,
 )
-from diracx.core.settings import ServiceSettings
 from diracx.core.store import LocalStore
 from diracx.core.tree import Tree, TreeEntry
-from diracx.db.migrate import upgrade
 from diracx.db.pipelines import BuildSuccess, PipelineDB
-from diracx.testing.auth import TEST_SECRET_KEY, bearer, mint_token, two_vo_config, write_config
 
-from .conftest import TOKEN
+from .conftest import LIMITED, STORE_BYTES, User, quota_vo_config
 from .test_pipelines import command, submission
 
-LIMITED = "limited"  # dave's VO: few jobs, little store, process builders on "default"
-RUNNING_JOBS = 3
-STORE_BYTES = 1000
-
-
-def config() -> Config:
-    base = two_vo_config()
-    limited = VOConfig(
-        default_group="limited_user",
-        groups={"limited_user": GroupConfig(properties=[NORMAL_USER])},
-        users={"dave": UserConfig(groups=["limited_user"])},
-        quotas=QuotaConfig(running_jobs=RUNNING_JOBS, store_bytes=STORE_BYTES),
-        executors=["process"],
-        queues=["default"],
-    )
-    return base.model_copy(update={"vos": {**base.vos, LIMITED: limited}})
-
 
 @pytest.fixture
-def settings(tmp_path: Path, db_url: str) -> ServiceSettings:
-    """A fresh service with the VOs above (the conftest's, with a configuration)."""
-    upgrade(db_url)
-    return ServiceSettings(
-        data_dir=tmp_path / "data",
-        db_url=db_url,
-        service_token=SecretStr(TOKEN),
-        secret_key=SecretStr(TEST_SECRET_KEY),
-        config=write_config(tmp_path / "config.yaml", config()),
-        broker_url=None,
-        min_client_version="0.0.0",
-    )
-
-
-class User:
-    """A client of the app that presents one user's access token."""
-
-    def __init__(self, client: TestClient, sub: str, vo: str, group: str) -> None:
-        self.client = client
-        self.sub = sub
-        self.headers = bearer(mint_token(client, sub=sub, vo=vo, group=group))
-
-    def request(self, method: str, url: str, **kwargs: Any) -> Response:
-        return self.client.request(method, url, headers=self.headers, **kwargs)
-
-    def get(self, url: str, **kwargs: Any) -> Response:
-        return self.request("GET", url, **kwargs)
-
-    def post(self, url: str, **kwargs: Any) -> Response:
-        return self.request("POST", url, **kwargs)
-
-    def submit(self, *drvs: Derivation) -> dict[str, Any]:
-        r = self.post("/api/pipelines", json=submission(*drvs))
-        assert r.status_code == 201, r.text
-        pipeline: dict[str, Any] = r.json()["pipeline"]
-        return pipeline
-
-    def upload(self, data: bytes) -> str:
-        digest = hashlib.sha256(data).hexdigest()
-        r = self.request("PUT", f"/api/blobs/{digest}", content=data)
-        assert r.status_code in (200, 201), r.text
-        return digest
-
-    def search(self, body: dict[str, Any]) -> list[dict[str, Any]]:
-        r = self.post("/api/jobs/search", json=body, params={"per_page": 1000})
-        assert r.status_code == 200, r.text
-        rows: list[dict[str, Any]] = r.json()
-        return rows
-
-
-@pytest.fixture
-def alice(client: TestClient) -> User:
-    """lhcb, as a VOAdmin."""
-    return User(client, "alice", "lhcb", "lhcb_admin")
-
-
-@pytest.fixture
-def alice_user(client: TestClient) -> User:
-    """alice again, logged in to lhcb's plain user group: no VOAdmin."""
-    return User(client, "alice", "lhcb", "lhcb_user")
-
-
-@pytest.fixture
-def bob(client: TestClient) -> User:
-    return User(client, "bob", "lhcb", "lhcb_user")
-
-
-@pytest.fixture
-def carol(client: TestClient) -> User:
-    return User(client, "carol", "dteam", "dteam_user")
-
-
-@pytest.fixture
-def dave(client: TestClient) -> User:
-    return User(client, "dave", LIMITED, "limited_user")
-
-
-@pytest.fixture
-def chain() -> list[Derivation]:
-    """a -> b -> c."""
-    a = command("a", "echo", "vo")
-    b = command("b", inputs={"a": DrvInput(drv=a.dref)})
-    c = command("c", inputs={"b": DrvInput(drv=b.dref)})
-    return [a, b, c]
+def app_config() -> Config:
+    """The conftest's service, with the VOs of its users (``quota_vo_config``)."""
+    return quota_vo_config()
 
 
 def job_ids(pipeline: dict[str, Any]) -> dict[str, int]:

@@ -19,7 +19,9 @@ vo=..., group=...)``. The ``mint_token`` fixture is ``mint_token`` bound to the 
 :func:`two_vo_config` is a configuration with two VOs (``lhcb``, ``dteam``) and three
 users (``alice`` and ``bob`` in lhcb, ``carol`` in dteam), and a service account per VO
 (secrets in :data:`SERVICE_SECRETS`); :func:`write_config` writes one for
-``settings.config``.
+``settings.config``. :func:`sso_and_local_config` is a configuration for logins (one VO
+at an OpenID Connect provider, one with built-in accounts), and
+:func:`login_service_settings` the settings of a service that serves it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
+from pydantic import SecretStr
 
 from diracx.core.config import (
     NORMAL_USER,
@@ -42,6 +45,7 @@ from diracx.core.config import (
     UserConfig,
     VOConfig,
 )
+from diracx.core.settings import ServiceSettings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -168,3 +172,55 @@ def write_config(path: Path, config: Config | None = None) -> str:
     document = (config or two_vo_config()).model_dump(mode="json", exclude_defaults=False)
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return str(path)
+
+
+def sso_and_local_config(
+    issuer: str,
+    *,
+    client_id: str,
+    client_secret: str,
+    sso_users: dict[str, Any],
+    local_users: dict[str, Any],
+    password_hashes: dict[str, str],
+) -> dict[str, Any]:
+    """A configuration document with two VOs, each with groups ``users`` (NormalUser) and
+    ``admins`` (VOAdmin): ``sso``, whose users log in at the OpenID Connect provider
+    *issuer* (the service is its client *client_id*), and ``local``, whose users log in
+    with built-in accounts (*password_hashes*: account name -> hash)."""
+    groups = {"users": {"properties": [NORMAL_USER]}, "admins": {"properties": [VO_ADMIN]}}
+    return {
+        "vos": {
+            "sso": {
+                "identity_provider": {
+                    "issuer": issuer,
+                    "client_id": client_id,
+                    "client_secret": client_secret,
+                },
+                "default_group": "users",
+                "groups": groups,
+                "users": sso_users,
+            },
+            "local": {"default_group": "users", "groups": groups, "users": local_users},
+        },
+        "accounts": {name: {"password_hash": h} for name, h in password_hashes.items()},
+    }
+
+
+def login_service_settings(
+    root: Path, db_url: str, config: dict[str, Any], public_url: str, **fields: Any
+) -> ServiceSettings:
+    """Settings of a service that logs users in at *public_url*: *config* (a document)
+    written to ``root/config.yaml``, a fresh secret key, its data under ``root/data``;
+    *fields* set the rest."""
+    from diracx.core.secrets import new_key
+
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return ServiceSettings(
+        data_dir=root / "data",
+        db_url=db_url,
+        config=str(path),
+        public_url=public_url,
+        secret_key=SecretStr(new_key()),
+        **fields,
+    )
