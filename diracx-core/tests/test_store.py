@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from diracx.core.exceptions import CorruptObjectError, ObjectNotFoundError
-from diracx.core.store import CHUNK_SIZE, MMAP_FROM, LocalStore, hash_file
+from diracx.core.store import CHUNK_SIZE, LocalStore, hash_file
 
 
 def sha(data: bytes) -> str:
@@ -336,20 +336,6 @@ def test_clear_tmp_removes_leftovers(store: LocalStore) -> None:
     store.clear_tmp()
     assert tmp_files(store) == []
     assert store.tmp.is_dir()
-
-
-@pytest.mark.parametrize("hint_delta", [0, -1, 1])
-def test_large_file_is_hashed_through_a_mapping_only_if_its_size_still_matches(
-    store: LocalStore, tmp_path: Path, hint_delta: int
-) -> None:
-    """A file of MMAP_FROM bytes or more is hashed from a memory mapping; a size hint
-    that no longer matches (the file changed) falls back to reading it."""
-    data = os.urandom(MMAP_FROM + 123)
-    path = tmp_path / "big.bin"
-    path.write_bytes(data)
-    digest, size = store.put_file(path, move=True, size_hint=len(data) + hint_delta)
-    assert (digest, size) == (hashlib.sha256(data).hexdigest(), len(data))
-    assert store.read_bytes(digest) == data
 
 
 def test_a_new_store_has_its_fanout_directories(tmp_path: Path) -> None:

@@ -150,7 +150,7 @@ def _store_files(store: BlobStore, files: list[_File], move: bool) -> dict[str, 
                 if errors:
                     return
                 f = files[i]
-                results[i] = store.put_file(f.path, move=move, size_hint=f.size)
+                results[i] = store.put_file(f.path, move=move)
         except BaseException as exc:  # reported by the calling thread
             errors.append(exc)
 

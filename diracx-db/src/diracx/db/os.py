@@ -207,9 +207,7 @@ class S3Store:
             self._put_small(data, digest)
         return digest
 
-    def put_file(
-        self, path: Path | str, *, move: bool = False, size_hint: int = -1
-    ) -> tuple[str, int]:
+    def put_file(self, path: Path | str, *, move: bool = False) -> tuple[str, int]:
         """Store a file. Large files go up in parts (boto3's transfer manager) after
         being hashed: the file must not change meanwhile (workers upload read-only files
         of their cache). With *move*, the file is removed once stored."""
