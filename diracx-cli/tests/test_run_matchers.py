@@ -108,7 +108,10 @@ def test_ml_example_five_seeds_best_then_cached_then_a_sixth(engine: Service) ->
 
 
 def models() -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = as_json(dirac("store", "ls", "--json", "--name", "train"))
+    """The example's train realizations (other tests of the module have a 'train' too)."""
+    doc = as_json(dirac("run", "--dry-run", "--json", str(EXAMPLE)))
+    dref = next(s["dref"] for s in doc["stages"] if s["name"] == "train")
+    found: list[dict[str, Any]] = as_json(dirac("store", "ls", "--json", "--dref", dref))
     return found
 
 

@@ -1983,10 +1983,11 @@ class PipelineDB:
         query = select(realizations, derivations.c.name).join(
             derivations, derivations.c.dref == realizations.c.dref
         )
-        if vo is not None:
-            query = query.join(
-                realization_vos,
-                and_(realization_vos.c.rref == realizations.c.rref, realization_vos.c.vo == vo),
+        if vo is not None:  # EXISTS, not a join: the planner then starts from *where*
+            query = query.where(
+                exists().where(
+                    realization_vos.c.rref == realizations.c.rref, realization_vos.c.vo == vo
+                )
             )
         rows = conn.execute(
             query.where(where).order_by(realizations.c.created, realizations.c.rref)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
@@ -105,10 +106,15 @@ def make_lifespan(
             stack.push_async_callback(close_dbs, extension_dbs)
             app.state.extension_dbs = extension_dbs
             app.state.started = True  # /api/health/startup
+            # What exists now lives as long as the service: keep it out of the garbage
+            # collector's full passes, which a large request triggers every few requests
+            # (about 100 ms each over the 100 000s of objects of the imports, 7 without).
+            gc.freeze()
             try:
                 yield
             finally:
                 app.state.started = False
+                gc.unfreeze()
 
     return lifespan
 
