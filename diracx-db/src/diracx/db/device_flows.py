@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from diracx.db.engine import Engines
@@ -131,11 +131,7 @@ class DeviceFlowDB:
         def tx(conn: Connection) -> bool:
             result = conn.execute(
                 update(device_flows)
-                .where(
-                    device_flows.c.device_code_hash == device_code_hash,
-                    device_flows.c.status == FlowStatus.PENDING.value,
-                    device_flows.c.expires > now,
-                )
+                .where(_pending(device_code_hash, now))
                 .values(idp_state=state, idp_code_verifier=code_verifier, idp_nonce=nonce)
             )
             return result.rowcount == 1
@@ -188,11 +184,7 @@ class DeviceFlowDB:
         def tx(conn: Connection) -> bool:
             result = conn.execute(
                 update(device_flows)
-                .where(
-                    device_flows.c.device_code_hash == device_code_hash,
-                    device_flows.c.status == FlowStatus.PENDING.value,
-                    device_flows.c.expires > now,
-                )
+                .where(_pending(device_code_hash, now))
                 .values(idp_state=None, idp_code_verifier=None, idp_nonce=None, **values)
             )
             return result.rowcount == 1
@@ -237,3 +229,12 @@ class DeviceFlowDB:
             return result.rowcount == 1
 
         return await self.engines.write(tx)
+
+
+def _pending(device_code_hash: str, now: datetime) -> Any:
+    """The request *device_code_hash*, if it still waits for the user and has not expired."""
+    return and_(
+        device_flows.c.device_code_hash == device_code_hash,
+        device_flows.c.status == FlowStatus.PENDING.value,
+        device_flows.c.expires > now,
+    )

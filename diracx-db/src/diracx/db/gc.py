@@ -60,7 +60,7 @@ from diracx.core.status import LIVE_STATUSES
 from diracx.core.store import LocalStore
 from diracx.core.tree import Tree
 from diracx.db.os import S3Store
-from diracx.db.pipelines import CHUNK, PipelineDB, chunks
+from diracx.db.pipelines import PipelineDB
 from diracx.db.schema import (
     blob_vos,
     derivations,
@@ -71,6 +71,7 @@ from diracx.db.schema import (
     realization_vos,
     realizations,
 )
+from diracx.db.sql import CHUNK, chunks
 from diracx.db.visibility import claim_blobs, visible_blobs, visible_realizations
 
 STACK_FILE = "stack.json"  # an OCI step's output: the layers (blobs) of its filesystem

@@ -55,7 +55,6 @@ from diracx.db.pipelines import (
     Admit,
     PipelineDB,
     _with_scheduling,
-    chunks,
     lock_vo,
     now,
 )
@@ -67,6 +66,7 @@ from diracx.db.schema import (
     pipeline_stages,
     pipelines,
 )
+from diracx.db.sql import chunks
 
 S = JobStatus
 # What PATCH /api/jobs/status may set. The other statuses carry promises only DiracX

@@ -28,7 +28,6 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from diracx.core.broker import (
     UNSERVED_PREFIX,
@@ -73,6 +72,7 @@ from diracx.db.schema import (
     realizations,
     workers,
 )
+from diracx.db.sql import chunks, insert_ignore
 from diracx.db.visibility import (
     claim_blobs,
     claim_realizations,
@@ -81,8 +81,6 @@ from diracx.db.visibility import (
 )
 
 S = JobStatus
-# SQLite caps bound parameters per statement; IN lists are sent in chunks of this size.
-CHUNK = 500
 # Statuses in which a worker holds the job.
 HELD = (S.MATCHED, S.RUNNING, S.COMPLETING)
 
@@ -106,11 +104,6 @@ def realization_info(r: Any) -> RealizationInfo:
         finished=r.finished,
         created=r.created,
     )
-
-
-def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
 
 
 def retries_left(row: Any) -> bool:
@@ -335,8 +328,7 @@ class PipelineDB:
     # -- helpers -------------------------------------------------------------------
 
     def _insert_ignore(self, table: Any) -> Any:
-        dialect = postgresql if self._dialect == "postgresql" else sqlite
-        return dialect.insert(table).on_conflict_do_nothing()
+        return insert_ignore(self._dialect, table)
 
     def _history(
         self,

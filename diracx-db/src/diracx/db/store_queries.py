@@ -17,7 +17,6 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 from sqlalchemy import Connection, Select, and_, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from diracx.core.closure import ClosureRealization
 from diracx.core.exceptions import ForbiddenError, ObjectNotFoundError
@@ -25,8 +24,9 @@ from diracx.core.models import RealizationInfo
 from diracx.core.store import LocalStore
 from diracx.db.engine import Engines
 from diracx.db.os import NOT_FOUND, S3Store
-from diracx.db.pipelines import chunks, realization_info
+from diracx.db.pipelines import realization_info
 from diracx.db.schema import blob_vos, derivations, realization_vos, realizations
+from diracx.db.sql import chunks, insert_ignore
 from diracx.db.visibility import (
     claim_blobs,
     claim_realizations,
@@ -237,11 +237,10 @@ class StoreDB:
 
         def tx(conn: Connection) -> list[str]:
             self._claim_blobs(conn, vo, blobs, limit)
-            dialect = _dialect_insert(self._dialect)
             drvs = {r.dref: r for r in records}
             for part in chunks(list(drvs.values())):
                 conn.execute(
-                    dialect.insert(derivations).on_conflict_do_nothing(),
+                    insert_ignore(self._dialect, derivations),
                     [{"dref": r.dref, "name": r.name, "body": r.body, "created": ts} for r in part],
                 )
             have: set[str] = set()
@@ -251,7 +250,7 @@ class StoreDB:
             new = [r for r in records if r.rref not in have]
             for part in chunks(new):
                 conn.execute(
-                    dialect.insert(realizations).on_conflict_do_nothing(),
+                    insert_ignore(self._dialect, realizations),
                     [
                         {
                             "rref": r.rref,
@@ -314,10 +313,6 @@ def check_quota(conn: Connection, vo: str, needed: int, limit: int | None) -> No
     used = vo_store_bytes(conn, vo)
     if used + needed > limit:
         raise StoreQuotaExceededError(vo, used, needed, limit)
-
-
-def _dialect_insert(name: str) -> Any:
-    return postgresql if name == "postgresql" else sqlite
 
 
 def list_blobs(store: LocalStore | S3Store) -> Iterator[str]:

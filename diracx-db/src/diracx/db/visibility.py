@@ -13,25 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
 
-from sqlalchemy import Connection, Table, func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, func, select
 
 from diracx.db.schema import blob_vos, realization_vos
-
-CHUNK = 500  # values per IN (...) or multi-row insert
-
-
-def _chunks(items: Iterable[str]) -> Iterable[list[str]]:
-    values = sorted(set(items))
-    for start in range(0, len(values), CHUNK):
-        yield values[start : start + CHUNK]
-
-
-def _insert_ignore(conn: Connection, table: Table) -> Any:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table).on_conflict_do_nothing()
+from diracx.db.sql import chunks, insert_ignore
 
 
 def claim_blobs(conn: Connection, vo: str, sizes: Mapping[str, int]) -> None:
@@ -40,16 +26,16 @@ def claim_blobs(conn: Connection, vo: str, sizes: Mapping[str, int]) -> None:
         return
     ts = datetime.now(UTC)
     rows = [{"digest": d, "vo": vo, "size": s, "created": ts} for d, s in sorted(sizes.items())]
-    for start in range(0, len(rows), CHUNK):
-        conn.execute(_insert_ignore(conn, blob_vos), rows[start : start + CHUNK])
+    for part in chunks(rows):
+        conn.execute(insert_ignore(conn.dialect.name, blob_vos), list(part))
 
 
 def claim_realizations(conn: Connection, vo: str, rrefs: Iterable[str]) -> None:
     """Record that *vo* may see (and reuse) the realizations *rrefs*."""
     ts = datetime.now(UTC)
-    for part in _chunks(rrefs):
+    for part in chunks(sorted(set(rrefs))):
         conn.execute(
-            _insert_ignore(conn, realization_vos),
+            insert_ignore(conn.dialect.name, realization_vos),
             [{"rref": r, "vo": vo, "created": ts} for r in part],
         )
 
@@ -57,7 +43,7 @@ def claim_realizations(conn: Connection, vo: str, rrefs: Iterable[str]) -> None:
 def visible_blobs(conn: Connection, vo: str, digests: Iterable[str]) -> set[str]:
     """The subset of *digests* that *vo* has a claim on."""
     seen: set[str] = set()
-    for part in _chunks(digests):
+    for part in chunks(sorted(set(digests))):
         rows = conn.execute(
             select(blob_vos.c.digest).where(blob_vos.c.vo == vo, blob_vos.c.digest.in_(part))
         )
@@ -68,7 +54,7 @@ def visible_blobs(conn: Connection, vo: str, digests: Iterable[str]) -> set[str]
 def visible_realizations(conn: Connection, vo: str, rrefs: Iterable[str]) -> set[str]:
     """The subset of *rrefs* that *vo* may see."""
     seen: set[str] = set()
-    for part in _chunks(rrefs):
+    for part in chunks(sorted(set(rrefs))):
         rows = conn.execute(
             select(realization_vos.c.rref).where(
                 realization_vos.c.vo == vo, realization_vos.c.rref.in_(part)

@@ -19,10 +19,10 @@ from sqlalchemy import (
     inspect,
     select,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
 from diracx.db.engine import Engines
+from diracx.db.sql import insert_ignore
 
 metadata = MetaData()
 
@@ -74,10 +74,10 @@ class LollygagDB:
 
     async def add(self, vo: str, name: str, owner: str) -> tuple[LollygagRow, bool]:
         """Add *name* to *vo* (once: a second add returns the first one); (row, added)."""
-        dialect = postgresql if self.engines.dialect_name == "postgresql" else sqlite
+        dialect_name = self.engines.dialect_name
 
         def tx(conn: Connection) -> tuple[LollygagRow, bool]:
-            stmt = dialect.insert(lollygags).on_conflict_do_nothing()
+            stmt = insert_ignore(dialect_name, lollygags)
             values = {"vo": vo, "name": name, "owner": owner, "created": datetime.now(UTC)}
             added = conn.execute(stmt, values).rowcount == 1
             row = conn.execute(
