@@ -6,13 +6,14 @@ engine) swap one through ``app.dependency_overrides[get_job_queue] = ...``.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import Depends, Request
 
 from diracx.core.config import Config
 from diracx.core.settings import ServiceSettings
 from diracx.core.store import LocalStore
+from diracx.db.engine import Engines
 from diracx.db.jobs import JobDB
 from diracx.db.os import S3Store
 from diracx.db.pipelines import PipelineDB
@@ -38,13 +39,33 @@ def get_pipeline_db(request: Request) -> PipelineDB:
     return db
 
 
-async def get_job_db(request: Request) -> JobDB:
-    """The jobs API's DB, on the pipeline DB's engines (made once per app)."""
+class OnEngines(Protocol):
+    """A DB class that works on the service's engines (JobDB, StoreDB, DeviceFlowDB...)."""
+
+    engines: Engines
+
+    def __init__(self, engines: Engines) -> None: ...
+
+
+D = TypeVar("D", bound=OnEngines)
+
+
+def db_on_engines(request: Request, cls: type[D]) -> D:
+    """The app's *cls*, on the pipeline DB's engines: made once per app (and again if
+    the engines were replaced, as tests do)."""
     engines = get_pipeline_db(request).engines
-    db: JobDB | None = getattr(request.app.state, "job_db", None)
+    made: dict[type[Any], Any] | None = getattr(request.app.state, "dbs_on_engines", None)
+    if made is None:
+        made = request.app.state.dbs_on_engines = {}
+    db = made.get(cls)
     if db is None or db.engines is not engines:
-        db = request.app.state.job_db = JobDB(engines)
+        db = made[cls] = cls(engines)
     return db
+
+
+async def get_job_db(request: Request) -> JobDB:
+    """The jobs API's DB."""
+    return db_on_engines(request, JobDB)
 
 
 def get_store(request: Request) -> LocalStore | S3Store:

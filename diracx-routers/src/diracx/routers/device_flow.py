@@ -37,7 +37,7 @@ from diracx.core.settings import ServiceSettings
 from diracx.db.device_flows import DeviceFlow, DeviceFlowDB, FlowStatus
 from diracx.routers import login_pages
 from diracx.routers.auth import PublicAccess
-from diracx.routers.dependencies import ConfigDep, Settings, get_pipeline_db
+from diracx.routers.dependencies import ConfigDep, Settings, db_on_engines
 from diracx.routers.oauth import Identity, OAuthError
 from diracx.routers.oidc_client import (
     IdentityProviderError,
@@ -71,12 +71,8 @@ MAX_SCOPE = 1024
 
 
 def get_device_flow_db(request: Request) -> DeviceFlowDB:
-    """The device flows' DB, on the pipeline DB's engines (made once per app)."""
-    engines = get_pipeline_db(request).engines
-    db: DeviceFlowDB | None = getattr(request.app.state, "device_flow_db", None)
-    if db is None or db.engines is not engines:
-        db = request.app.state.device_flow_db = DeviceFlowDB(engines)
-    return db
+    """The device flows' DB."""
+    return db_on_engines(request, DeviceFlowDB)
 
 
 def get_relying_party(request: Request) -> RelyingParty:

@@ -9,16 +9,12 @@ from fastapi import Depends, Request
 from diracx.core.config import Config
 from diracx.db.store_queries import StoreDB
 from diracx.routers.auth import AuthorizedUser, CurrentUser
-from diracx.routers.dependencies import ConfigDep, get_pipeline_db
+from diracx.routers.dependencies import ConfigDep, db_on_engines
 
 
 def get_store_db(request: Request) -> StoreDB:
-    """The store's queries, on the pipeline DB's engines (made once per app)."""
-    engines = get_pipeline_db(request).engines
-    db: StoreDB | None = getattr(request.app.state, "store_db", None)
-    if db is None or db.engines is not engines:
-        db = request.app.state.store_db = StoreDB(engines)
-    return db
+    """The store's queries."""
+    return db_on_engines(request, StoreDB)
 
 
 def store_limit(config: Config, user: AuthorizedUser) -> int | None:

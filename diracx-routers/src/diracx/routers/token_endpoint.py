@@ -25,7 +25,7 @@ from diracx.core.config import Config
 from diracx.core.passwords import PasswordHashError, verify_password
 from diracx.core.settings import ServiceSettings
 from diracx.routers.auth import AuthenticatedAccess, CurrentUser, PublicAccess
-from diracx.routers.dependencies import ConfigDep, get_pipeline_db
+from diracx.routers.dependencies import ConfigDep
 from diracx.routers.oauth import DEVICE_CODE_GRANT, Identity, OAuthError, TokenResponse
 from diracx.routers.routing import DiracxRouter
 from diracx.routers.tokens import TokenServiceDep
@@ -104,13 +104,12 @@ def service_account_identity(config: Config, client_id: str, client_secret: str)
 async def _device_code_identity(request: Request, device_code: str, client_id: str) -> Identity:
     # imported here: the device flow is a module of its own (and may be left out)
     try:
-        from diracx.db.device_flows import DeviceFlowDB
-        from diracx.routers.device_flow import redeem_device_code
+        from diracx.routers.device_flow import get_device_flow_db, redeem_device_code
     except ImportError:
         raise OAuthError(
             "unsupported_grant_type", "this service does not offer the device flow"
         ) from None
-    db = DeviceFlowDB(get_pipeline_db(request).engines)
+    db = get_device_flow_db(request)
     settings: ServiceSettings = request.app.state.settings
     interval = settings.device_flow_interval
     return await redeem_device_code(db, device_code, client_id, interval)
