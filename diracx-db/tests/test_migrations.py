@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+from contextlib import closing
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
+from diracx.db.engine import use_wal
 from diracx.db.migrate import (
     HEAD,
     alembic_config,
@@ -151,3 +157,41 @@ def test_upgrade_to_vos_gives_the_local_vo_its_blobs(db_url, tmp_path):
     finally:
         engine.dispose()
     assert sorted(claims) == sorted(("local", d) for d in (blob, log, output))
+
+
+def test_sqlite_databases_are_in_wal_mode_from_creation(tmp_path):
+    path = tmp_path / "diracx.db"
+    upgrade(f"sqlite:///{path}")
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def _open_and_write(path: Path, start: threading.Barrier, errors: list[BaseException]) -> None:
+    try:
+        with closing(sqlite3.connect(path, timeout=30, isolation_level=None)) as conn:
+            start.wait()
+            use_wal(conn.cursor())
+            conn.execute("INSERT INTO t VALUES (1)")
+    except BaseException as error:
+        errors.append(error)
+
+
+def test_connections_opening_a_database_together_all_switch_it_to_wal(tmp_path):
+    """SQLite refuses a switch to WAL at once while another connection has the file open
+    (no busy wait): connections opening one not yet in WAL mode together still all work."""
+    for attempt in range(20):
+        path = tmp_path / f"{attempt}.db"
+        with closing(sqlite3.connect(path)) as conn:
+            conn.execute("CREATE TABLE t (x)")
+        start = threading.Barrier(8)
+        errors: list[BaseException] = []
+        threads = [
+            threading.Thread(target=_open_and_write, args=(path, start, errors)) for _ in range(8)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        with closing(sqlite3.connect(path)) as conn:
+            assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 8

@@ -15,6 +15,8 @@ PipelineDB writes its transactions as plain synchronous functions of a
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -40,6 +42,23 @@ def async_url(url: str) -> URL:
     return parsed
 
 
+def use_wal(cursor: Any) -> None:
+    """Put the SQLite database in WAL mode (it stays so: ``upgrade`` sets it at creation).
+
+    Switching needs the database to itself and SQLite answers "database is locked" at
+    once instead of waiting, so connections that open a database not yet in WAL mode
+    together retry until one of them has switched it.
+    """
+    deadline = time.monotonic() + 30
+    while cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _sqlite_engine(url: str, *, writer: bool) -> Engine:
     sync_url = make_url(url).set(drivername="sqlite")
     engine = create_engine(
@@ -54,7 +73,7 @@ def _sqlite_engine(url: str, *, writer: bool) -> Engine:
         # Take transactions into our own hands (see _on_begin) and tune for one writer.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        use_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; safe with WAL
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -126,3 +127,9 @@ def upgrade(url: str, revision: str = "head") -> None:
     from alembic import command
 
     command.upgrade(alembic_config(url), revision)
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        # WAL from creation on (it persists): see engine.use_wal
+        from diracx.db.engine import use_wal
+
+        with closing(sqlite3.connect(parsed.database, timeout=30)) as conn:
+            use_wal(conn.cursor())
