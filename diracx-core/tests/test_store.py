@@ -285,6 +285,23 @@ def test_large_file_is_hashed_and_stored_as_a_stream(store: LocalStore, tmp_path
     assert peak < 8 << 20, f"peak Python memory {peak} bytes: the file was not streamed"
 
 
+@pytest.mark.parametrize(
+    "size", [0, 1, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 2 * CHUNK_SIZE, 2 * CHUNK_SIZE + 5]
+)
+@pytest.mark.parametrize("move", [False, True])
+def test_every_byte_is_hashed_around_the_read_size(
+    store: LocalStore, tmp_path: Path, size: int, move: bool
+) -> None:
+    """A short read ends the file (no read to see EOF): sizes at and around the read
+    buffer's lose no byte and read none twice."""
+    data = os.urandom(size)
+    src = tmp_path / "f"
+    src.write_bytes(data)
+    assert hash_file(src) == (sha(data), size)
+    assert store.put_file(src, move=move) == (sha(data), size)
+    assert store.read_bytes(sha(data)) == data
+
+
 # -- concurrent writers -------------------------------------------------------------------------
 
 PAYLOADS = [bytes([i]) * (256 << 10) + f"payload {i}".encode() for i in range(12)]

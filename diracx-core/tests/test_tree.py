@@ -6,10 +6,12 @@ import json
 import os
 import shutil
 import stat
+import threading
 from pathlib import Path
 
 import pytest
 
+import diracx.core.tree as tree_module
 from diracx.core.canonical import canonical_json, sha256_hex
 from diracx.core.exceptions import CorruptObjectError, InvalidTreeError
 from diracx.core.store import LocalStore
@@ -156,6 +158,58 @@ def test_ingest_refuses_special_files(store: LocalStore, tmp_path: Path) -> None
         ingest_directory(store, root)
 
 
+def make_outputs(root: Path) -> dict[str, bytes]:
+    """Many small files in several directories, a few large ones and an empty directory."""
+    contents: dict[str, bytes] = {}
+    for d in range(6):
+        for i in range(40):
+            contents[f"d{d}/sub/f{i}"] = f"{d}-{i}".encode() * (i + 1)
+    for i in range(3):
+        contents[f"large/part-{i}"] = bytes([i]) * ((2 + i) << 20)
+    for path, data in contents.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(data)
+    (root / "empty").mkdir()
+    return contents
+
+
+@pytest.mark.parametrize("move", [False, True])
+@pytest.mark.parametrize("threads", [1, 2, 4])
+def test_ingest_on_threads_stores_every_file_once(
+    store: LocalStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: int, move: bool
+) -> None:
+    monkeypatch.setattr(tree_module, "INGEST_THREADS", threads)
+    root = tmp_path / "out"
+    contents = make_outputs(root)
+    tree = ingest_directory(store, root, move=move)
+    assert set(tree.entries) == {*contents, "empty"}
+    for path, data in contents.items():
+        assert tree.entries[path] == TreeEntry("file", sha256_hex(data), len(data))
+    assert store.read_bytes(tree.digest) == tree.manifest_bytes()
+    assert sorted(p.name for p in root.rglob("*") if p.is_file()) == (
+        [] if move else sorted(Path(p).name for p in contents)
+    )
+
+
+def test_a_failing_file_stops_the_ingest(
+    store: LocalStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "out"
+    make_outputs(root)
+    real_put_file = store.put_file
+
+    def put_file(path: str, *, move: bool = False) -> tuple[str, int]:
+        if path.endswith("d3/sub/f7"):
+            raise OSError(5, "Input/output error", path)
+        return real_put_file(path, move=move)
+
+    monkeypatch.setattr(store, "put_file", put_file)
+    with pytest.raises(OSError, match="Input/output error"):
+        ingest_directory(store, root, move=True)
+    # no helper left behind
+    assert not [t for t in threading.enumerate() if t.name.startswith("diracx-ingest")]
+
+
 # -- names and modes are hashed -----------------------------------------------------------------
 
 
@@ -213,6 +267,22 @@ def test_manifest_entry_fields_change_the_digest() -> None:
     assert len(digests) == len(variants) + 1
 
 
+def test_manifest_bytes_are_the_canonical_json_of_the_manifest() -> None:
+    tree = Tree(
+        {
+            "plain": TreeEntry("file", D1, 0),
+            'quote"and\\backslash': TreeEntry("executable", D2, 12),
+            "tab\tnewline\ncontrol\x01": TreeEntry("symlink", D1, 3),
+            "unicode/é/日本/\u2028": TreeEntry("file", D2, 2**40),
+            "empty dir": TreeEntry("directory"),
+            "Zsorted/before/a": TreeEntry("file", D1, 1),
+        }
+    )
+    assert tree.manifest_bytes() == canonical_json(tree.manifest())
+    assert tree.digest == sha256_hex(canonical_json(tree.manifest()))
+    assert Tree.from_bytes(tree.manifest_bytes()) == tree
+
+
 # -- unsafe manifests ---------------------------------------------------------------------------
 
 UNSAFE_PATHS = [
@@ -257,6 +327,8 @@ def test_paths_under_a_non_directory_are_refused(kind: str) -> None:
         Tree({"x": TreeEntry(kind, D1, 1), "x/evil": TreeEntry("file", D2, 1)})  # type: ignore[arg-type]
     with pytest.raises(InvalidTreeError, match="not a directory"):
         Tree({"a/x": TreeEntry(kind, D1, 1), "a/x/b/c": TreeEntry("directory")})  # type: ignore[arg-type]
+    with pytest.raises(InvalidTreeError, match="'a/x/b/c' lies under 'a'"):
+        Tree({"a/x/b/c": TreeEntry("directory"), "a": TreeEntry(kind, D1, 1)})  # type: ignore[arg-type]
     with pytest.raises(InvalidTreeError):
         Tree.from_bytes(
             manifest_bytes(

@@ -266,11 +266,11 @@ def test_mounted_inputs_are_not_part_of_the_layer(world, tmp_path: Path) -> None
 
 def test_timeout_kills_the_whole_sandbox(world) -> None:
     start = time.monotonic()
-    b = sh(world, "sleep 60 & sleep 60 & sleep 60", builder={"timeout": 1})
+    b = sh(world, "sleep 173 & sleep 173 & sleep 173", builder={"timeout": 1})
     assert time.monotonic() - start < 10
     assert not b.result.ok and b.result.reason == "timed out after 1 s"
     time.sleep(0.5)
-    left = subprocess.run(["pgrep", "-f", "^sleep 60$"], capture_output=True, text=True)
+    left = subprocess.run(["pgrep", "-f", "^sleep 173$"], capture_output=True, text=True)
     assert left.stdout.strip() == ""
 
 

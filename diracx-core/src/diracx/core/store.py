@@ -71,12 +71,15 @@ def _hash_fd(fd: int, out: int | None = None) -> tuple[str, int]:
     h = hashlib.sha256()
     size = 0
     view = _buffer()
+    full = len(view)
     while n := os.readv(fd, [view]):
         chunk = view[:n]
         h.update(chunk)
         size += n
         while out is not None and chunk:
             chunk = chunk[os.write(out, chunk) :]
+        if n < full:  # a regular file reads short only at its end: no read to see EOF
+            break
     return h.hexdigest(), size
 
 
@@ -293,7 +296,7 @@ class LocalStore:
 
     def _rename_in(self, source: str, digest: str) -> None:
         """Rename *source* (read-only, hashed to *digest*) to its place in the store."""
-        dest = os.path.join(self._blobs, digest[:2], digest[2:])
+        dest = f"{self._blobs}/{digest[:2]}/{digest[2:]}"  # digest: just computed
         try:
             os.replace(source, dest)
         except FileNotFoundError:
