@@ -293,15 +293,20 @@ BUILTIN_BUILDERS: dict[str, type[BuilderSpec]] = {
 _ANY: TypeAdapter[Any] = TypeAdapter(Any)
 
 
+@cache
+def _unhashed_names(spec_type: type[BuilderSpec]) -> tuple[str, ...]:
+    return tuple(sorted(n for n, f in spec_type.model_fields.items() if f.exclude))
+
+
 def unhashed_fields(spec: BuilderSpec) -> dict[str, Any]:
     """The fields of *spec* that are not part of its DRef (``Field(exclude=True)``), as JSON,
     when they differ from their defaults: they travel with the job, not the derivation."""
-    names = {n for n, f in type(spec).model_fields.items() if f.exclude}
+    names = _unhashed_names(type(spec))
     if not names:
         return {}
     fields = type(spec).model_fields
     out: dict[str, Any] = {}
-    for name in sorted(names):
+    for name in names:
         value = getattr(spec, name)
         if value != fields[name].get_default(call_default_factory=True):
             out[name] = _ANY.dump_python(value, mode="json")
