@@ -35,6 +35,7 @@ from diracx.api import (
     secret_from_env,
 )
 from diracx.api.containers import Container
+from diracx.core.builders import STACK_FILE
 from diracx.testing.engine import EngineProcess
 
 pytestmark = [
@@ -450,6 +451,21 @@ def test_export_and_import_an_image(base: Container, tmp_path: Path) -> None:
     config = json.loads((layout / "blobs" / "sha256" / config_digest).read_bytes())
     assert config["config"]["Entrypoint"] == ["/bin/sh"]
     assert any("echo kept" in (h.get("created_by") or "") for h in config["history"])
+
+
+def test_a_closure_carries_every_layer_of_a_step(
+    session: Session, base: Container, tmp_path: Path
+) -> None:
+    """The last step's ``stack.json`` lists the image's layers and each step's: all of
+    them are blobs of its exported closure (they come in as its inputs' trees)."""
+    top = base.with_exec(["sh", "-c", "echo one > /one"]).with_exec(["sh", "-c", "echo two > /two"])
+    assert top.stage is not None
+    realization = session.realize(top.stage)
+    stack = json.loads(realization.read_bytes(STACK_FILE))
+    assert len(stack) == len(base.image().layers) + 2
+    closure = session.store.export([realization.rref], tmp_path / "closure.tar")
+    assert {layer["digest"] for layer in stack} <= set(closure.blobs)
+    assert all(closure.blobs[layer["digest"]] == layer["size"] for layer in stack)
 
 
 # -- the example ----------------------------------------------------------------------------

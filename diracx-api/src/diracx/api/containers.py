@@ -44,7 +44,13 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from diracx.api.stages import HostTree, Stage, TreeRef, _abspath, host_dir, host_file
-from diracx.core.builders import CACHE_NAME_RE, SECRET_NAME_RE, check_container_path
+from diracx.core.builders import (
+    CACHE_NAME_RE,
+    LAYER_FILE,
+    SECRET_NAME_RE,
+    STACK_FILE,
+    check_container_path,
+)
 from diracx.core.exceptions import DiracxError, InvalidPipelineError
 from diracx.core.oci import (
     MEDIA_OCI_LAYER,
@@ -83,8 +89,6 @@ __all__ = [
 
 Expect = Literal["success", "failure", "any"]
 Sharing = Literal["shared", "private", "locked"]
-LAYER_FILE = "layer.tar"
-STACK_FILE = "stack.json"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _SLUG_RE = re.compile(r"[^A-Za-z0-9._-]+")
 _VAR_RE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")

@@ -106,6 +106,10 @@ class PythonBuilder(BuilderSpec):
 CACHE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 SECRET_NAME_RE = CACHE_NAME_RE
 MAX_OCI_LAYERS = 500  # overlayfs stacks at most 500 lower directories
+# What an ``oci`` step's output holds (see OciBuilder): the layer it added, and its stack
+# (``[{"digest", "size"}]``: every layer of the filesystem after it, bottom first)
+LAYER_FILE = "layer.tar"
+STACK_FILE = "stack.json"
 
 
 def check_container_path(path: str, what: str = "path") -> str:

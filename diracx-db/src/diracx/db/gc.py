@@ -38,6 +38,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select
 
+from diracx.core.builders import STACK_FILE
 from diracx.core.canonical import is_digest
 from diracx.core.exceptions import (
     ConflictError,
@@ -73,8 +74,6 @@ from diracx.db.schema import (
 )
 from diracx.db.sql import CHUNK, chunks
 from diracx.db.visibility import claim_blobs, visible_blobs, visible_realizations
-
-STACK_FILE = "stack.json"  # an OCI step's output: the layers (blobs) of its filesystem
 
 Store = LocalStore | S3Store
 

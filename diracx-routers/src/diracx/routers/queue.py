@@ -75,9 +75,13 @@ class CeleryJobQueue:
     def warm_up(self) -> None:
         """Import Celery in a background thread, so that neither the start nor the
         first submission waits for it."""
-        threading.Thread(
-            target=lambda: self.celery, name="diracx-queue-warm-up", daemon=True
-        ).start()
+        threading.Thread(target=self._warm_up, name="diracx-queue-warm-up", daemon=True).start()
+
+    def _warm_up(self) -> None:
+        try:
+            _ = self.celery  # imports Celery, makes the broker directories
+        except Exception as exc:  # the readiness check and the first send report it
+            logger.warning("the job queue is not ready yet: %s", exc)
 
     def send(self, jobs: Sequence[QueuedJob]) -> None:
         """Blocking: one message per batch of job ids, to the queue of its jobs."""

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from diracx.core.builders import MAX_OCI_LAYERS, OciBuilder
+from diracx.core.builders import LAYER_FILE, MAX_OCI_LAYERS, STACK_FILE, OciBuilder
 from diracx.core.canonical import canonical_json
 from diracx.core.exceptions import DiracxError
 from diracx.core.oci import layer_from_upper, unpack_layer
@@ -56,8 +56,6 @@ from diracx.tasks.executors.base import LOG_NAME, BuildRequest, BuildResult, Exe
 from diracx.tasks.executors.process import refuse
 
 SANDBOX = str(Path(__file__).with_name("ocisandbox.py"))
-LAYER_FILE = "layer.tar"
-STACK_FILE = "stack.json"  # a step's output: every layer of its filesystem, bottom first
 READ_SIZE = 1 << 16
 
 
