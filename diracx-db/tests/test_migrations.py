@@ -195,3 +195,9 @@ def test_connections_opening_a_database_together_all_switch_it_to_wal(tmp_path):
         assert errors == []
         with closing(sqlite3.connect(path)) as conn:
             assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 8
+
+
+def test_a_database_that_cannot_use_wal_is_left_as_it_is() -> None:
+    with closing(sqlite3.connect(":memory:")) as conn:
+        use_wal(conn.cursor())  # returns: an in-memory database has no WAL
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "memory"

@@ -53,6 +53,7 @@ def use_wal(cursor: Any) -> None:
     while cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
         try:
             cursor.execute("PRAGMA journal_mode=WAL")
+            return  # in WAL mode now, or one that cannot be (in memory): left as it is
         except sqlite3.OperationalError:
             if time.monotonic() > deadline:
                 raise
