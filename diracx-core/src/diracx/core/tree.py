@@ -235,10 +235,12 @@ class _Storing:
         self._errors: list[BaseException] = []
         self._stop = False  # set on an error, or when the walk fails
 
-    def add(self, start: int) -> None:
-        """Store ``self.files[start:]``, just found by the walk."""
-        if len(self.files) == start:
+    def add(self, found: list[_File]) -> None:
+        """Store *found*, the files of a directory the walk just listed."""
+        if not found:
             return
+        start = len(self.files)
+        self.files.extend(found)
         self._todo.add(self.files, start)
         if not self._threads and (len(self.files) >= THREADED_FROM or self._todo.large >= 2):
             self._threads = [
@@ -286,13 +288,12 @@ def ingest_directory(
     """
     entries: dict[str, TreeEntry] = {}
     storing = _Storing(store, move)
-    files = storing.files
     stack: list[tuple[str, str]] = [(str(root), "")]
     try:
         while stack:
             directory, rel = stack.pop()
             children = 0
-            found = len(files)
+            found: list[_File] = []
             with os.scandir(directory) as it:
                 for entry in it:
                     path = rel + entry.name
@@ -307,7 +308,7 @@ def ingest_directory(
                         stack.append((entry.path, f"{path}/"))
                     elif stat.S_ISREG(st.st_mode):
                         kind: Kind = "executable" if st.st_mode & 0o111 else "file"
-                        files.append(_File(path, kind, entry.path, st.st_size))
+                        found.append(_File(path, kind, entry.path, st.st_size))
                     else:
                         raise InvalidTreeError(
                             f"{entry.path}: only files, directories and symlinks can be stored"

@@ -122,14 +122,15 @@ def upgrade(url: str, revision: str = "head") -> None:
     if revision == "head" and sqlite_is_current(url):
         return
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database:
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    sqlite_file = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    if sqlite_file:
+        Path(sqlite_file).parent.mkdir(parents=True, exist_ok=True)
     from alembic import command
 
     command.upgrade(alembic_config(url), revision)
-    if parsed.get_backend_name() == "sqlite" and parsed.database:
+    if sqlite_file:
         # WAL from creation on (it persists): see engine.use_wal
         from diracx.db.engine import use_wal
 
-        with closing(sqlite3.connect(parsed.database, timeout=30)) as conn:
+        with closing(sqlite3.connect(sqlite_file, timeout=30)) as conn:
             use_wal(conn.cursor())
