@@ -121,7 +121,7 @@ def test_some_five_seeds_then_cached_then_force_adds_a_sixth(
         plan = s.plan([pick], force=["train"])
         assert reasons(plan) == {
             "train": ("build", "forced"),
-            "pick": ("build", "input 'models' changed"),
+            "pick": ("build", "input 'models' is rebuilt (reused if unchanged)"),
         }
         _, forced = s.run([pick], force=["train"])
         assert forced.ok and {st.name for st in forced.built()} == {"train", "pick"}

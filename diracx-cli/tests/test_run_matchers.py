@@ -74,7 +74,7 @@ def test_dry_run_and_force(engine: Service, tmp_path: Path) -> None:
     assert plan(path, "--force", "train") == {
         "prepare": reused["prepare"],
         "train": ("build", "forced"),
-        "evaluate": ("build", "input 'models' changed"),
+        "evaluate": ("build", "input 'models' is rebuilt (reused if unchanged)"),
     }
     forced = as_json(dirac("run", "--json", "--force", "train", str(path)))
     assert forced["built"] == ["evaluate", "train"] and forced["cached"] == ["prepare"]
@@ -97,7 +97,7 @@ def test_ml_example_five_seeds_best_then_cached_then_a_sixth(engine: Service) ->
     assert plan(EXAMPLE, "--force", "train") == {
         "prepare": cached["prepare"],
         "train": ("build", "forced"),
-        "evaluate": ("build", "input 'model' changed"),
+        "evaluate": ("build", "input 'model' is rebuilt (reused if unchanged)"),
     }
     forced = as_json(dirac("run", "--json", "--force", "train", str(EXAMPLE)))
     assert forced["status"] == "Done" and "train" in forced["built"]
@@ -105,6 +105,18 @@ def test_ml_example_five_seeds_best_then_cached_then_a_sixth(engine: Service) ->
     again = plan(EXAMPLE)
     assert again["train"][1] == f"cached (RRef {most_accurate()[:12]}…)"
     assert again["evaluate"][0] == "reuse"
+    # prepare is deterministic: rebuilt, it comes out the same, and nothing after it is
+    # built again (early cutoff): no seventh model
+    rebuilt = "input 'data' is rebuilt (reused if unchanged)"
+    assert plan(EXAMPLE, "--force", "prepare") == {
+        "prepare": ("build", "forced"),
+        "train": ("build", rebuilt),
+        "evaluate": ("build", rebuilt),
+    }
+    prepared = as_json(dirac("run", "--json", "--force", "prepare", str(EXAMPLE)))
+    assert prepared["status"] == "Done" and prepared["built"] == ["prepare"]
+    assert sorted(prepared["cached"]) == ["evaluate", "train"]
+    assert len(models()) == 6
 
 
 def models() -> list[dict[str, Any]]:

@@ -15,9 +15,11 @@ from diracx.core.derivation import (
     plan_order,
     realization_ref,
 )
+from diracx.core.config import LOCAL_VO
 from diracx.core.exceptions import ConflictError
 from diracx.core.status import JobStatus
 from diracx.db.migrate import upgrade
+from diracx.db.pipeline_list import list_pipelines
 from diracx.db.pipelines import BuildSuccess, ClaimedJob, PipelineDB
 
 
@@ -225,7 +227,7 @@ async def test_plan_records_nothing_and_explains_inputs(db: PipelineDB) -> None:
     plan = await db.plan(ordered(a, b), force=[a.dref])
     assert [(s.action, s.reason) for s in plan.stages] == [
         ("build", "forced"),
-        ("build", "input 'in0' changed"),
+        ("build", "input 'in0' is rebuilt (reused if unchanged)"),
     ]
     forced = await submit(db, a, force=(a.dref,))
     await build(db, forced.ready, out(3))  # a new realization of a: the latest
@@ -233,3 +235,57 @@ async def test_plan_records_nothing_and_explains_inputs(db: PipelineDB) -> None:
     assert [(s.action, s.reason) for s in plan.stages][1] == ("build", "input 'in0' changed")
     pipelines_before = (await db.get_pipeline(forced.pipeline.id + 1)) is None
     assert pipelines_before  # the dry runs recorded no pipeline
+
+
+async def test_an_input_rebuilt_the_same_builds_nothing_after_it(db: PipelineDB) -> None:
+    """Early cutoff: a forced rebuild of a deterministic stage gives the RRef it gave
+    before; its dependents, and theirs, are reused as they were, not built again."""
+    a = drv("a")
+    b = drv("b", a)
+    c = drv("c", b)
+    first = await submit(db, a, b, c)
+    _, done = await build(db, first.ready, out(1))
+    _, done = await build(db, done.released, out(2))
+    _, done = await build(db, done.released, out(3))
+    built = await db.get_pipeline(first.pipeline.id)
+    assert built is not None and built.counts == {"Done": 3}
+
+    forced = await submit(db, a, b, c, force=(a.dref,))
+    assert len(forced.ready) == 1  # a; b and c wait for it
+    _, done = await build(db, forced.ready, out(1))  # the same output: the same RRef
+    assert done.released == [] and done.claimed == []
+    info = await db.get_pipeline(forced.pipeline.id)
+    assert info is not None and info.status == "Done"
+    assert info.counts == {"Done": 1, "cached": 2}
+    stages = {s.name: s for s in info.stages}
+    assert [stages[n].cached for n in "abc"] == [False, True, True]
+    assert {s.name: s.rref for s in info.stages} == {s.name: s.rref for s in built.stages}
+    for d in (b, c):
+        assert len(await db.realizations_of(d.dref)) == 1
+    job_b = await db.get_job(stages["b"].job_id or 0)
+    assert job_b is not None and job_b.status == JobStatus.DONE
+    assert job_b.minor_status.startswith("Reused")
+    [summary] = (await list_pipelines(db.engines, vo=LOCAL_VO, limit=1)).pipelines
+    assert summary.counts == {"Done": 1, "cached": 2} and summary.status == "Done"
+
+
+async def test_a_forced_stage_and_a_changed_input_are_built(db: PipelineDB) -> None:
+    """Early cutoff spares neither a stage forced itself nor one whose input changed."""
+    a = drv("a", matcher=Matcher.of("latest", n=1))
+    b = drv("b", a)
+    first = await submit(db, a, b)
+    _, done = await build(db, first.ready, out(1))
+    await build(db, done.released, out(2))
+
+    both = await submit(db, a, b, force=(a.dref, b.dref))
+    _, done = await build(db, both.ready, out(1))  # a as it was, but b is forced itself
+    [job_b] = await db.claim(done.released, "w1", start=True)
+    assert job_b.derivation.name == "b"
+    await db.finish("w1", [success(job_b, out(2))], [])
+
+    changed = await submit(db, a, b, force=(a.dref,))
+    _, done = await build(db, changed.ready, out(9))  # a new realization of a: latest
+    [job_b] = await db.claim(done.released, "w1", start=True)
+    assert job_b.inputs["in0"].output == out(9)
+    await db.finish("w1", [success(job_b, out(2))], [])
+    assert len(await db.realizations_of(b.dref)) == 2  # built from out(1), and from out(9)

@@ -47,7 +47,10 @@ def test_plan_says_why_and_records_nothing(
     assert [a for _, a, _ in reasons(client, body)] == ["reuse", "reuse"]
 
     forced = reasons(client, {**body, "force": ["src"]})
-    assert forced == [("src", "build", "forced"), ("use", "build", "input 'src' changed")]
+    assert forced == [
+        ("src", "build", "forced"),
+        ("use", "build", "input 'src' is rebuilt (reused if unchanged)"),
+    ]
     r = client.post("/api/pipelines", json={**body, "force": [src.dref]})
     assert r.status_code == 201, r.text
     assert r.json()["pipeline"]["counts"] == {"Waiting": 1, "Checking": 1}

@@ -7,8 +7,9 @@ the realizations each input's matcher chose).
 A derivation's realizations are grouped by context (which realizations of each
 input they were built from). Its matcher looks only at the realizations whose
 context is the one its inputs' matchers choose now (``exact`` looks at all): when
-an input is rebuilt, or its matcher picks other realizations, the stage is built
-again ("input 'x' changed"), as in Pylightnix.
+an input's matcher picks other realizations, the stage is built again ("input 'x'
+changed"), as in Pylightnix. When an input is rebuilt, the stage waits for it and is
+built only if it came out different (early cutoff, ``PipelineDB._reuse_unchanged``).
 """
 
 from __future__ import annotations
@@ -139,7 +140,9 @@ class PlannedStage(BaseModel):
     dref: str
     name: str
     action: Action  # reuse: cached; build: a new job; join: a live job builds it; error
-    reason: str  # "cached (RRef …)", "never built", "input 'x' changed", "forced", ...
+    # "cached (RRef …)", "never built", "input 'x' changed", "forced",
+    # "input 'x' is rebuilt (reused if unchanged)", "matcher some(3): 1 of 3", ...
+    reason: str
     matcher: str  # only, some(5), best(accuracy, 1, higher), ...
     rrefs: list[str] = []  # reuse: the realizations the matcher chose
     builds: int = 0  # build: how many realizations the job adds (at most)
@@ -211,7 +214,12 @@ def plan(
             if errors:
                 decision = StagePlan("error", f"input {errors[0]!r} is in error")
             else:
-                why = "never built" if not found else f"input {blocked[0]!r} changed"
+                # built once the input is, unless it comes out as it was (early cutoff)
+                why = (
+                    "never built"
+                    if not found
+                    else f"input {blocked[0]!r} is rebuilt (reused if unchanged)"
+                )
                 if dref in forced:
                     why = "forced"
                 decision = StagePlan("build", why, builds=1)

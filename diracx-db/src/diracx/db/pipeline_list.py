@@ -12,7 +12,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, func, not_, select
+from sqlalchemy import ColumnElement, Connection, case, func, not_, select
 
 from diracx.core.models import PipelinePage, PipelineState, PipelineSummary
 from diracx.core.status import JobStatus
@@ -80,15 +80,19 @@ async def list_pipelines(
         page = rows[:limit]
         counts: dict[int, dict[str, int]] = defaultdict(dict)
         if page:
+            # cached: no job, or a job that found its result already built (early cutoff)
+            shown = case(
+                (pipeline_stages.c.cached_rref.is_not(None), "cached"), else_=jobs.c.status
+            )
             grouped = conn.execute(
-                select(pipeline_stages.c.pipeline_id, jobs.c.status, func.count())
+                select(pipeline_stages.c.pipeline_id, shown, func.count())
                 .select_from(pipeline_stages)
                 .outerjoin(jobs, jobs.c.id == pipeline_stages.c.job_id)
                 .where(pipeline_stages.c.pipeline_id.in_([r.id for r in page]))
-                .group_by(pipeline_stages.c.pipeline_id, jobs.c.status)
+                .group_by(pipeline_stages.c.pipeline_id, shown)
             )
             for pipeline_id, status, n in grouped:
-                counts[pipeline_id][status or "cached"] = n
+                counts[pipeline_id][status] = n
         return page, counts, len(rows) > limit
 
     page, counts, more = await engines.read(tx)

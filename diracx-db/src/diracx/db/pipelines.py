@@ -45,6 +45,7 @@ from diracx.core.matching import (
     StagePlan,
     candidate,
     choose,
+    context_of,
     in_context,
     plan,
     to_pipeline_plan,
@@ -480,6 +481,7 @@ class PipelineDB:
                         "builder_extra": (
                             json.dumps(extras[dref], sort_keys=True) if extras.get(dref) else None
                         ),
+                        "forced": dref in forced,
                     }
                 )
             if admit is not None:
@@ -1170,6 +1172,21 @@ class PipelineDB:
         return queues
 
     def _release_dependents(self, conn: Connection, done: Sequence[int], ts: datetime) -> list[int]:
+        """The jobs waiting for *done* (ended Done) that now have all their inputs:
+        Waiting, to be queued. One whose inputs came out as they were when it was built is
+        Done at once, with what it built then (``_reuse_unchanged``: early cutoff), and
+        releases its own dependents in turn."""
+        released: list[int] = []
+        while done:
+            ready = self._ready_dependents(conn, done, ts)
+            reused = self._reuse_unchanged(conn, ready, ts)
+            released.extend(j for j in ready if j not in reused)
+            done = sorted(reused)
+        return sorted(released)
+
+    def _ready_dependents(self, conn: Connection, done: Sequence[int], ts: datetime) -> list[int]:
+        """Count *done* off the pending inputs of their dependents; the ones left with none
+        become Waiting."""
         counts: Counter[int] = Counter()
         for part in chunks(done):
             rows = conn.execute(
@@ -1203,6 +1220,80 @@ class PipelineDB:
             released.extend(r[0] for r in result)
         self._history(conn, released, S.WAITING, "Inputs ready", "worker", ts)
         return sorted(released)
+
+    def _reuse_unchanged(self, conn: Connection, ready: Sequence[int], ts: datetime) -> set[int]:
+        """Early cutoff: the jobs among *ready* (just Waiting) whose matcher is satisfied by
+        realizations built from exactly the input realizations their inputs' matchers
+        choose now (an input rebuilt gave the same RRef: ``--force`` of a deterministic
+        stage). They are Done, their stages cached; nothing is built twice. Forced jobs
+        build anyway."""
+        if not ready:
+            return set()
+        rows: list[Any] = []
+        for part in chunks(ready):
+            rows.extend(
+                conn.execute(
+                    select(
+                        jobs.c.id, jobs.c.pipeline_id, jobs.c.dref, jobs.c.vo, derivations.c.body
+                    )
+                    .join(derivations, derivations.c.dref == jobs.c.dref)
+                    .where(
+                        jobs.c.id.in_(part),
+                        jobs.c.forced.is_(False),
+                        # only a derivation realized before can have been built from these
+                        exists().where(realizations.c.dref == jobs.c.dref),
+                    )
+                )
+            )
+        if not rows:
+            return set()
+        drvs = {row.id: Derivation.model_validate_json(row.body) for row in rows}
+        chosen = self._chosen_realizations(
+            conn,
+            sorted({(r.pipeline_id, d) for r in rows for d in drvs[r.id].input_drefs().values()}),
+        )
+        by_vo: dict[str, dict[str, tuple[str, Matcher]]] = defaultdict(dict)
+        for row in rows:
+            by_vo[row.vo][row.dref] = (drvs[row.id].name, drvs[row.id].matcher)
+        found = {vo: self._candidates(conn, matchers, vo) for vo, matchers in by_vo.items()}
+        reuse: list[dict[str, Any]] = []
+        for row in rows:
+            drv = drvs[row.id]
+            inputs: dict[str, list[Candidate]] = {}
+            for d in drv.input_drefs().values():
+                picked = chosen[(row.pipeline_id, d)][1]
+                if isinstance(picked, str):  # an input in error: the build reports it
+                    break
+                inputs[d] = picked
+            else:
+                if drv.matcher.kind == "exact":
+                    continue
+                considered = in_context(
+                    drv.matcher, found[row.vo].get(row.dref, []), context_of(drv, inputs)
+                )
+                choice = choose(drv.matcher, drv.name, considered)
+                if choice.error is None and choice.chosen and not choice.missing:
+                    reuse.append({"_id": row.id, "_rref": choice.chosen[0].rref})
+        if not reuse:
+            return set()
+        minor = "Reused: its inputs came out as they were when it was built"
+        conn.execute(
+            update(jobs)
+            .where(jobs.c.id == bindparam("_id"))
+            .values(status=S.DONE.value, minor_status=minor, updated=ts, rref=bindparam("_rref")),
+            reuse,
+        )
+        # every stage this job builds (its pipeline's, and those of pipelines that joined it)
+        conn.execute(
+            update(pipeline_stages)
+            .where(pipeline_stages.c.job_id == bindparam("_id"))
+            .values(cached_rref=bindparam("_rref")),
+            reuse,
+        )
+        ids = [r["_id"] for r in reuse]
+        self._history(conn, ids, S.DONE, minor, "worker", ts)
+        self._drop_secrets(conn, ids)
+        return set(ids)
 
     def _held(
         self, conn: Connection, job_ids: Sequence[int], worker: str | None = None
@@ -1813,7 +1904,8 @@ class PipelineDB:
             {
                 "dref": dref,
                 "name": name,
-                "cached": job_id is None,
+                # no job, or one that found its result already built (_reuse_unchanged)
+                "cached": cached_rref is not None,
                 "job_id": job_id,
                 "status": status,
                 "minor_status": minor_status,

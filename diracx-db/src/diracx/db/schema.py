@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -100,6 +101,8 @@ jobs = Table(
     # JSON: builder fields that are not part of the DRef (oci cache volumes, secret
     # variables), as this job's submission gave them
     Column("builder_extra", Text),
+    # made by --force (migration 0007): built even if its inputs come out unchanged
+    Column("forced", Boolean, nullable=False, default=False),
     Index("ix_jobs_status", "status"),
     Index("ix_jobs_dref", "dref"),
     Index("ix_jobs_status_queue", "status", "queue"),
