@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from diracx.core.config import LOCAL_VO
 from diracx.core.derivation import (
     Derivation,
     DrvInput,
@@ -15,7 +16,6 @@ from diracx.core.derivation import (
     plan_order,
     realization_ref,
 )
-from diracx.core.config import LOCAL_VO
 from diracx.core.exceptions import ConflictError
 from diracx.core.status import JobStatus
 from diracx.db.migrate import upgrade
