@@ -68,6 +68,17 @@ async def submit(db: PipelineDB, *drvs: Derivation, force: tuple[str, ...] = ())
     return await db.submit("me", ordered(*drvs), [drvs[-1].dref], force=force)
 
 
+async def build_chain(db: PipelineDB, *drvs: Derivation) -> Any:
+    """Submit a chain (each stage the input of the next) and build its stages in order,
+    to out(1), out(2)...; the submission."""
+    outcome = await submit(db, *drvs)
+    ready = outcome.ready
+    for i in range(len(drvs)):
+        _, finished = await build(db, ready, out(i + 1))
+        ready = finished.released
+    return outcome
+
+
 async def test_some_builds_until_n_distinct_then_reuses(db: PipelineDB) -> None:
     a = drv("a", matcher=Matcher.of("some", n=3))
     plan = await db.plan(ordered(a))
@@ -218,9 +229,7 @@ async def test_exact_and_all(db: PipelineDB) -> None:
 async def test_plan_records_nothing_and_explains_inputs(db: PipelineDB) -> None:
     a = drv("a", matcher=Matcher.of("latest", n=1))
     b = drv("b", a)
-    outcome = await submit(db, a, b)
-    _, finished = await build(db, outcome.ready, out(1))
-    await build(db, finished.released, out(2))
+    await build_chain(db, a, b)
     plan = await db.plan(ordered(a, b))
     assert [s.action for s in plan.stages] == ["reuse", "reuse"]
     assert (plan.reuse, plan.build) == (2, 0)
@@ -243,10 +252,7 @@ async def test_an_input_rebuilt_the_same_builds_nothing_after_it(db: PipelineDB)
     a = drv("a")
     b = drv("b", a)
     c = drv("c", b)
-    first = await submit(db, a, b, c)
-    _, done = await build(db, first.ready, out(1))
-    _, done = await build(db, done.released, out(2))
-    _, done = await build(db, done.released, out(3))
+    first = await build_chain(db, a, b, c)
     built = await db.get_pipeline(first.pipeline.id)
     assert built is not None and built.counts == {"Done": 3}
 
@@ -273,9 +279,7 @@ async def test_a_forced_stage_and_a_changed_input_are_built(db: PipelineDB) -> N
     """Early cutoff spares neither a stage forced itself nor one whose input changed."""
     a = drv("a", matcher=Matcher.of("latest", n=1))
     b = drv("b", a)
-    first = await submit(db, a, b)
-    _, done = await build(db, first.ready, out(1))
-    await build(db, done.released, out(2))
+    await build_chain(db, a, b)
 
     both = await submit(db, a, b, force=(a.dref, b.dref))
     _, done = await build(db, both.ready, out(1))  # a as it was, but b is forced itself

@@ -1259,21 +1259,16 @@ class PipelineDB:
         reuse: list[dict[str, Any]] = []
         for row in rows:
             drv = drvs[row.id]
-            inputs: dict[str, list[Candidate]] = {}
-            for d in drv.input_drefs().values():
-                picked = chosen[(row.pipeline_id, d)][1]
-                if isinstance(picked, str):  # an input in error: the build reports it
-                    break
-                inputs[d] = picked
-            else:
-                if drv.matcher.kind == "exact":
-                    continue
-                considered = in_context(
-                    drv.matcher, found[row.vo].get(row.dref, []), context_of(drv, inputs)
-                )
-                choice = choose(drv.matcher, drv.name, considered)
-                if choice.error is None and choice.chosen and not choice.missing:
-                    reuse.append({"_id": row.id, "_rref": choice.chosen[0].rref})
+            picked = {d: chosen[(row.pipeline_id, d)][1] for d in drv.input_drefs().values()}
+            inputs = {d: p for d, p in picked.items() if not isinstance(p, str)}
+            if drv.matcher.kind == "exact" or len(inputs) < len(picked):
+                continue  # exact looks at no context; an input in error: the build reports it
+            considered = in_context(
+                drv.matcher, found[row.vo].get(row.dref, []), context_of(drv, inputs)
+            )
+            choice = choose(drv.matcher, drv.name, considered)
+            if choice.error is None and choice.chosen and not choice.missing:
+                reuse.append({"_id": row.id, "_rref": choice.chosen[0].rref})
         if not reuse:
             return set()
         minor = "Reused: its inputs came out as they were when it was built"
